@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# scripts/test.sh — everything CI runs (.ci/run execs this), on a fresh Debian bookworm as root.
+#
+#   1. installs the Debian packages it needs (skipped when they are all present);
+#   2. builds build/ (plain) and build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer);
+#   3. runs `meson test` in each (unit + runtime suites, TAP);
+#   4. starts (or reuses) a private test Postgres (.state/pg-test, port 55433; never the one
+#      scripts/run.sh uses) and runs the pytest API suite once against each daemon binary;
+#   5. prints one closing line "N passed, N failed[, N skipped]" adding up every run
+#      (tests/run-summary.py) and exits non-zero when anything failed.
+#
+# Works unattended (CI=true, no stdin). Environment knobs:
+#   SBX_TEST_FLAVORS   "plain asan" (default) — which builds to test
+#   SBX_PYTEST_ARGS    extra pytest arguments (e.g. "-k register -x")
+#   SBX_SKIP_MESON=1   skip the meson (C) suites; SBX_SKIP_API=1 skip the pytest suites
+#   SBX_TEST_PG_DIR / SBX_TEST_PG_PORT   the test Postgres (.state/pg-test, 55433)
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$SBX_ROOT" || exit 1
+exec </dev/null
+
+started=$SECONDS
+results=$SBX_ROOT/.state/test-results
+rm -rf "$results"
+mkdir -p "$results"
+failed_steps=()
+flavors=${SBX_TEST_FLAVORS:-plain asan}
+
+elapsed() { printf '%dm%02ds' $(((SECONDS - started) / 60)) $(((SECONDS - started) % 60)); }
+
+if ! sbx_install_deps; then
+    echo "package installation failed" >&2
+    /usr/bin/python3 "$SBX_ROOT/tests/run-summary.py" --fail install-packages 2>/dev/null \
+        || echo "0 passed, 1 failed"
+    exit 1
+fi
+
+builddir() { case $1 in plain) echo build ;; asan) echo build-asan ;; esac; }
+
+# --- build ---------------------------------------------------------------------------------
+declare -A built=()
+for fl in $flavors; do
+    dir=$(builddir "$fl")
+    case $fl in
+        plain) opts=() ;;
+        asan)  opts=(-Db_sanitize=address,undefined) ;;
+        *) echo "unknown flavor $fl" >&2; failed_steps+=("flavor-$fl"); continue ;;
+    esac
+    if sbx_build "$dir" "${opts[@]}"; then
+        built[$fl]=1
+    else
+        failed_steps+=("build-$fl")
+    fi
+    sbx_log "[$(elapsed)] build $fl done"
+done
+
+# --- meson (C unit + runtime suites) -------------------------------------------------------
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1:print_summary=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:print_summary=1}
+if [[ ${SBX_SKIP_MESON:-0} != 1 ]]; then
+    for fl in $flavors; do
+        [[ -n ${built[$fl]:-} ]] || continue
+        dir=$(builddir "$fl")
+        mult=1; [[ $fl == asan ]] && mult=3
+        sbx_log "meson test ($dir)"
+        rm -f "$dir/meson-logs/testlog.json"
+        meson test -C "$dir" --no-rebuild --print-errorlogs --timeout-multiplier "$mult" \
+            --num-processes "$(sbx_jobs)"
+        rc=$?
+        if [[ -s $dir/meson-logs/testlog.json ]]; then
+            cp "$dir/meson-logs/testlog.json" "$results/meson-$fl.json"
+        elif ((rc != 0)); then
+            failed_steps+=("meson-test-$fl")
+        fi
+        sbx_log "[$(elapsed)] meson test $fl done (exit $rc)"
+    done
+fi
+
+# --- pytest (black-box API suites against a real daemon and Postgres) ----------------------
+pg_dir=${SBX_TEST_PG_DIR:-$SBX_ROOT/.state/pg-test}
+pg_port=${SBX_TEST_PG_PORT:-55433}
+pg_started_here=0
+stop_pg() {
+    if ((pg_started_here)); then
+        bash scripts/pg.sh stop "$pg_dir" >/dev/null 2>&1 || true
+    fi
+}
+trap stop_pg EXIT
+
+pg_running() {
+    local pid
+    [[ -f $pg_dir/postmaster.pid ]] || return 1
+    pid=$(head -n 1 "$pg_dir/postmaster.pid" 2>/dev/null) || return 1
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+}
+
+if [[ ${SBX_SKIP_API:-0} != 1 ]]; then
+    pg_ok=1
+    if pg_running; then
+        sbx_log "reusing the test Postgres in $pg_dir"
+    else
+        sbx_log "starting the test Postgres ($pg_dir, port $pg_port)"
+    fi
+    was_running=0; pg_running && was_running=1
+    if bash scripts/pg.sh start "$pg_dir" "$pg_port"; then
+        ((was_running)) || pg_started_here=1
+    else
+        pg_ok=0
+        failed_steps+=("test-postgres")
+    fi
+    export SANDBOXD_TEST_PG_DIR=$pg_dir SANDBOXD_TEST_PG_PORT=$pg_port
+
+    api_paths=()
+    for p in tests/api tests/db; do
+        [[ -d $p ]] && api_paths+=("$p")
+    done
+    timeout_args=()
+    /usr/bin/python3 -c 'import pytest_timeout' 2>/dev/null && timeout_args=(--timeout=300)
+    # shellcheck disable=SC2206
+    extra=(${SBX_PYTEST_ARGS:-})
+
+    for fl in $flavors; do
+        ((pg_ok)) || break
+        ((${#api_paths[@]})) || break
+        dir=$(builddir "$fl")
+        bin=$SBX_ROOT/$dir/controller/sandboxd
+        xml=$results/pytest-$fl.xml
+        sbx_log "pytest ${api_paths[*]} against $bin"
+        SANDBOXD_BIN=$bin SANDBOXD_TEST_FLAVOR=$fl PYTHONDONTWRITEBYTECODE=1 \
+            timeout --kill-after=30 2400 \
+            /usr/bin/python3 -m pytest "${api_paths[@]}" -p no:cacheprovider -rfEs \
+            -o junit_family=xunit2 --junitxml="$xml" "${timeout_args[@]}" "${extra[@]}"
+        rc=$?
+        case $rc in
+            0) ;;
+            5) sbx_log "pytest collected no tests ($fl)"; rm -f "$xml" ;;
+            *) [[ -s $xml ]] || failed_steps+=("pytest-$fl (exit $rc)") ;;
+        esac
+        sbx_log "[$(elapsed)] pytest $fl done (exit $rc)"
+    done
+fi
+
+# --- summary -------------------------------------------------------------------------------
+fail_args=()
+for s in "${failed_steps[@]}"; do fail_args+=(--fail "$s"); done
+shopt -s nullglob
+reports=("$results"/*)
+echo
+echo "Test results ($(elapsed)):"
+/usr/bin/python3 tests/run-summary.py "${fail_args[@]}" "${reports[@]}"
+exit $?
