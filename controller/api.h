@@ -1,0 +1,21 @@
+/*
+ * api.h — the REST handlers, one file per resource (api-*.c). Every handler runs on a worker
+ * thread with the request's organization transaction open (authenticated routes) and fills
+ * the response; it never touches libwebsockets.
+ */
+#pragma once
+
+#include "controller/app.h"
+
+#define API_HANDLER(name)                                                                         \
+    void name(struct handler_ctx *ctx, struct http_request *req, struct http_response *resp)
+
+API_HANDLER(api_healthz);
+API_HANDLER(api_readyz);
+API_HANDLER(api_metrics);
+API_HANDLER(api_openapi);
+API_HANDLER(api_register);
+API_HANDLER(api_keys_list);
+API_HANDLER(api_keys_create);
+API_HANDLER(api_keys_delete);
+API_HANDLER(api_audit_list);

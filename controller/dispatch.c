@@ -1,0 +1,216 @@
+/*
+ * dispatch.c — what a worker does with one request: authenticate, check scope, open the
+ * organization's transaction, run the handler, commit or roll back, write the audit record.
+ *
+ * DESIGN
+ * Runs on worker threads only; each worker owns `ctx->db` (opened lazily, reconnected by the
+ * db layer). Authentication uses the SECURITY DEFINER lookup sbx_auth_key() (no organization
+ * is known yet); everything after it runs in one transaction with sbx.org_id set, so row-level
+ * security scopes every query of the handler. Public routes (health, register) manage their
+ * own transactions. An error response rolls the transaction back; the audit record of a
+ * failed mutating call is then written in a transaction of its own.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/crypto.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "controller/apikey.h"
+#include "controller/app.h"
+#include "controller/audit.h"
+#include "storage/db.h"
+
+void handler_ctx_init(struct handler_ctx *ctx, struct app *app, unsigned worker_id)
+{
+    *ctx = (struct handler_ctx){ .app = app, .worker_id = worker_id };
+}
+
+void handler_ctx_done(struct handler_ctx *ctx)
+{
+    if (ctx->db)
+        db_close(ctx->db);
+    ctx->db = NULL;
+}
+
+int handler_db(struct handler_ctx *ctx, struct http_response *resp)
+{
+    if (ctx->db)
+        return 0;
+    char err[256];
+    int r = db_open(ctx->app->cfg.database.url, &ctx->db, err, sizeof(err));
+    if (r < 0) {
+        log_error("worker %u: database connection failed: %s", ctx->worker_id, err);
+        http_error(resp, 503, "database_unavailable", "the database is not reachable");
+        resp->retry_after = 1;
+        return r;
+    }
+    return 0;
+}
+
+/* Extracts the key from "ApiKey <key>" or "Bearer <key>". */
+static const char *auth_token(const char *hdr)
+{
+    if (!hdr)
+        return NULL;
+    const char *p;
+    if (strncasecmp(hdr, "ApiKey ", 7) == 0)
+        p = hdr + 7;
+    else if (strncasecmp(hdr, "Bearer ", 7) == 0)
+        p = hdr + 7;
+    else
+        return NULL;
+    while (*p == ' ')
+        p++;
+    return *p ? p : NULL;
+}
+
+static unsigned scopes_from_pg_array(const char *arr)
+{
+    /* text[] output: {read,write} */
+    unsigned bits = 0;
+    char name[32];
+    size_t n = 0;
+    for (const char *c = arr; c && *c; c++) {
+        if (*c == '{' || *c == '"')
+            continue;
+        if (*c == ',' || *c == '}') {
+            name[n] = '\0';
+            if (n)
+                bits |= apikey_scope_bit(name);
+            n = 0;
+            continue;
+        }
+        if (n < sizeof(name) - 1)
+            name[n++] = *c;
+    }
+    return bits;
+}
+
+/* Authenticates req. On failure sets a 401/503 response and returns a negative errno. */
+static int authenticate(struct handler_ctx *ctx, struct http_request *req,
+                        struct http_response *resp)
+{
+    const char *token = auth_token(req->authorization);
+    if (!token) {
+        http_error(resp, 401, "unauthorized",
+                   "missing credentials: send 'Authorization: ApiKey <key>' or 'Bearer <key>'");
+        return -EACCES;
+    }
+    struct apikey_parts parts;
+    if (apikey_parse(token, &parts) < 0) {
+        http_error(resp, 401, "invalid_api_key", "the API key is malformed");
+        return -EACCES;
+    }
+    int r = handler_db(ctx, resp);
+    if (r < 0)
+        return r;
+    const char *params[] = { parts.key_id };
+    _cleanup_pgres_ PGresult *res = NULL;
+    r = db_query(ctx->db,
+                 "SELECT id, org_id, encode(key_hash, 'hex'), scopes, mode, "
+                 "       COALESCE(expires_at <= now(), false), revoked_at IS NOT NULL "
+                 "  FROM sbx_auth_key($1)",
+                 1, params, &res);
+    if (r < 0) {
+        http_error(resp, 503, "database_unavailable", "the database is not reachable");
+        resp->retry_after = 1;
+        return r;
+    }
+    char hash[SBX_SHA256_HEX_LEN + 1];
+    sbx_sha256_hex(parts.secret, APIKEY_SECRET_LEN, hash);
+    if (PQntuples(res) != 1 ||
+        !sbx_ct_equal(hash, SBX_SHA256_HEX_LEN, PQgetvalue(res, 0, 2),
+                      (size_t)PQgetlength(res, 0, 2))) {
+        http_error(resp, 401, "invalid_api_key", "the API key is not valid");
+        return -EACCES;
+    }
+    if (strcmp(PQgetvalue(res, 0, 6), "t") == 0) {
+        http_error(resp, 401, "api_key_revoked", "the API key has been revoked");
+        return -EACCES;
+    }
+    if (strcmp(PQgetvalue(res, 0, 5), "t") == 0) {
+        http_error(resp, 401, "api_key_expired", "the API key has expired");
+        return -EACCES;
+    }
+    const char *org = PQgetvalue(res, 0, 1);
+    if (req->org_header && strcmp(req->org_header, org) != 0) {
+        http_error(resp, 401, "org_mismatch",
+                   "X-Org-Id does not match the organization of the API key");
+        return -EACCES;
+    }
+    req->who.authenticated = true;
+    snprintf(req->who.key_id, sizeof(req->who.key_id), "%s", PQgetvalue(res, 0, 0));
+    snprintf(req->who.org_id, sizeof(req->who.org_id), "%s", org);
+    req->who.scopes = scopes_from_pg_array(PQgetvalue(res, 0, 3));
+    req->who.test_mode = strcmp(PQgetvalue(res, 0, 4), "test") == 0;
+    return 0;
+}
+
+static void touch_key(struct handler_ctx *ctx, const struct http_request *req)
+{
+    const char *params[] = { req->who.key_id };
+    _cleanup_pgres_ PGresult *res = NULL;
+    (void)db_query(ctx->db,
+                   "UPDATE api_keys SET last_used_at = now() WHERE id = $1 AND "
+                   "(last_used_at IS NULL OR last_used_at < now() - interval '10 seconds')",
+                   1, params, &res);
+}
+
+static void internal_error(struct http_response *resp)
+{
+    http_error(resp, 500, "internal_error", "internal error");
+}
+
+void dispatch_request(struct handler_ctx *ctx, struct http_request *req,
+                      struct http_response *resp)
+{
+    const struct route *route = req->route;
+
+    if (!route->auth) {
+        route->handler(ctx, req, resp);
+        if (!resp->status)
+            internal_error(resp);
+        return;
+    }
+    if (authenticate(ctx, req, resp) < 0)
+        return;
+
+    bool audited = route->action != NULL;
+    if (route->scope && (req->who.scopes & route->scope) != route->scope) {
+        http_error(resp, 403, "insufficient_scope", "this API key lacks the '%s' scope",
+                   apikey_scope_name(route->scope));
+        if (audited)
+            audit_write(ctx, req, resp, false);
+        return;
+    }
+
+    if (db_begin(ctx->db, req->who.org_id) < 0) {
+        http_error(resp, 503, "database_unavailable", "the database is not reachable");
+        resp->retry_after = 1;
+        return;
+    }
+    touch_key(ctx, req);
+    route->handler(ctx, req, resp);
+    if (!resp->status)
+        internal_error(resp);
+
+    bool ok = resp->status < 400;
+    if (ok) {
+        if (audited && audit_write(ctx, req, resp, true) < 0) {
+            db_rollback(ctx->db);
+            internal_error(resp);
+            return;
+        }
+        if (db_commit(ctx->db) < 0) {
+            http_error(resp, 503, "database_unavailable", "the change could not be committed");
+            resp->retry_after = 1;
+        }
+        return;
+    }
+    db_rollback(ctx->db);
+    if (audited && resp->status != 503)
+        audit_write(ctx, req, resp, false);
+}

@@ -1,0 +1,146 @@
+/*
+ * main.c — sandboxd's entry point.
+ *
+ * Order matters: configuration, then the runtime's spawner process (forked while the daemon is
+ * still single-threaded), then migrations, then the server's threads. SIGTERM/SIGINT start a
+ * graceful shutdown; the exit status is 0 after a clean shutdown and 1 for any start-up error,
+ * which is logged with its reason.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "controller/app.h"
+#include "controller/server.h"
+#include "storage/db.h"
+
+extern char **environ;
+
+static struct server *volatile running_server;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (running_server)
+        server_request_stop(running_server);
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: sandboxd [--config FILE] [--print-config] [--help]\n"
+          "  --config FILE    YAML configuration (default: $SANDBOXD_CONFIG, else none)\n"
+          "  --print-config   print the effective configuration and exit\n"
+          "Every setting can also be set with SANDBOXD_<SECTION>_<KEY>; see "
+          "docs/internals/CONFIG.md.\n",
+          f);
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "print-config", no_argument, NULL, 'p' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *config_path = getenv("SANDBOXD_CONFIG");
+    bool print_config = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:ph", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'p':
+            print_config = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    static struct app app;
+    char err[512];
+    sbx_config_defaults(&app.cfg);
+    if (sbx_config_load(&app.cfg, config_path, environ, err, sizeof(err)) < 0) {
+        log_error("invalid configuration: %s", err);
+        return 1;
+    }
+    if (print_config) {
+        sbx_config_dump(&app.cfg, stdout);
+        sbx_config_free(&app.cfg);
+        return 0;
+    }
+    enum sbx_log_level lvl;
+    if (sbx_log_parse_level(app.cfg.log.level, &lvl) == 0)
+        sbx_log_set_level(lvl);
+
+    int r = db_migrate(app.cfg.database.migrate_url, app.cfg.database.migrations_dir, err,
+                       sizeof(err));
+    if (r < 0) {
+        log_error("database migration failed: %s", err);
+        sbx_config_free(&app.cfg);
+        return 1;
+    }
+    log_info("database migrations applied: %d new", r);
+
+    struct server_options so = {
+        .address = app.cfg.listen.address,
+        .port = app.cfg.listen.port,
+        .workers = app.cfg.workers,
+        .max_body_bytes = app.cfg.http.max_body_bytes,
+        .max_header_bytes = (unsigned)app.cfg.http.max_header_bytes,
+        .max_json_depth = app.cfg.http.max_json_depth,
+        .idle_timeout_s = (unsigned)app.cfg.http.idle_timeout,
+        .request_timeout_s = (unsigned)app.cfg.http.request_timeout,
+        .max_connections = app.cfg.http.max_connections,
+    };
+    struct server *srv = NULL;
+    r = server_create(&so, &app, &srv, err, sizeof(err));
+    if (r < 0) {
+        log_error("cannot start the HTTP server: %s", err);
+        sbx_config_free(&app.cfg);
+        return 1;
+    }
+    app.server = srv;
+    running_server = srv;
+    install_signals();
+    struct sbx_log_field f[] = {
+        LF_STR("url", NULL),
+        LF_INT("port", server_port(srv)),
+        LF_INT("workers", app.cfg.workers),
+    };
+    char url[300];
+    snprintf(url, sizeof(url), "http://%s:%u", app.cfg.listen.address, server_port(srv));
+    f[0].v.s = url;
+    sbx_log_fields(SBX_LOG_INFO, "sandboxd listening", f, ARRAY_SIZE(f));
+
+    server_run(srv);
+    running_server = NULL;
+    server_free(srv);
+    log_info("sandboxd stopped");
+    sbx_config_free(&app.cfg);
+    return 0;
+}

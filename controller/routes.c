@@ -1,0 +1,31 @@
+/*
+ * routes.c — the route table: every endpoint, its method, the scope it needs and its audit
+ * action. Keep docs/api/openapi.yaml in step (tests/api/test_openapi.py checks the paths).
+ */
+#include "controller/api.h"
+#include "controller/apikey.h"
+
+#define PUBLIC(m, p, h) { .method = (m), .pattern = (p), .auth = false, .handler = (h) }
+#define READ(p, h)                                                                                \
+    { .method = HTTP_GET, .pattern = (p), .auth = true, .scope = AUTH_SCOPE_READ, .handler = (h) }
+#define MUTATE(m, p, scope_, action_, h)                                                          \
+    { .method = (m), .pattern = (p), .auth = true, .scope = (scope_), .action = (action_),       \
+      .handler = (h) }
+
+const struct route routes[] = {
+    PUBLIC(HTTP_GET, "/healthz", api_healthz),
+    PUBLIC(HTTP_GET, "/readyz", api_readyz),
+    PUBLIC(HTTP_GET, "/metrics", api_metrics),
+    PUBLIC(HTTP_GET, "/openapi.yaml", api_openapi),
+    PUBLIC(HTTP_GET, "/api/v1/openapi.yaml", api_openapi),
+    PUBLIC(HTTP_POST, "/api/v1/register", api_register),
+
+    READ("/api/v1/api-keys", api_keys_list),
+    MUTATE(HTTP_POST, "/api/v1/api-keys", AUTH_SCOPE_ADMIN, "api_key.create", api_keys_create),
+    MUTATE(HTTP_DELETE, "/api/v1/api-keys/:id", AUTH_SCOPE_ADMIN, "api_key.revoke",
+           api_keys_delete),
+
+    READ("/api/v1/audit", api_audit_list),
+};
+
+const size_t n_routes = sizeof(routes) / sizeof(routes[0]);
