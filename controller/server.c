@@ -45,6 +45,10 @@ enum job_state { JOB_READING, JOB_QUEUED, JOB_DONE, JOB_WRITING };
 struct job {
     struct job *next;
     struct server *srv;
+    /* A task (server_submit) instead of an HTTP request: work on a worker, done on the loop. */
+    void (*task_work)(struct handler_ctx *ctx, void *arg);
+    void (*task_done)(void *arg);
+    void *task_arg;
     struct lws *wsi;
     enum job_state state;
     bool orphaned;
@@ -233,7 +237,9 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&srv->lock);
 
         job->next = NULL;
-        if (!skip)
+        if (job->task_work)
+            job->task_work(&ctx, job->task_arg);
+        else if (!skip)
             dispatch_request(&ctx, &job->req, &job->resp);
 
         pthread_mutex_lock(&srv->lock);
@@ -250,7 +256,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static void enqueue(struct server *srv, struct job *job)
+static void push_work(struct server *srv, struct job *job)
 {
     pthread_mutex_lock(&srv->lock);
     job->state = JOB_QUEUED;
@@ -262,6 +268,11 @@ static void enqueue(struct server *srv, struct job *job)
     srv->work_tail = job;
     pthread_cond_signal(&srv->work_cond);
     pthread_mutex_unlock(&srv->lock);
+}
+
+static void enqueue(struct server *srv, struct job *job)
+{
+    push_work(srv, job);
     lws_rx_flow_control(job->wsi, 0);
     lws_set_timeout(job->wsi, PENDING_TIMEOUT_HTTP_CONTENT, (int)srv->opt.request_timeout_s);
 }
@@ -277,6 +288,12 @@ static void drain_done(struct server *srv)
         struct job *job = list;
         list = job->next;
         job->next = NULL;
+        if (job->task_work) {
+            if (job->task_done)
+                job->task_done(job->task_arg);
+            job_free(job);
+            continue;
+        }
         if (job->orphaned) {
             job_finish_log(job, 499);
             job_free(job);
@@ -659,6 +676,18 @@ int server_create(const struct server_options *opt, struct app *app, struct serv
     }
     *ret = srv;
     return 0;
+}
+
+void server_submit(struct server *srv, void (*work)(struct handler_ctx *ctx, void *arg),
+                   void (*done)(void *arg), void *arg)
+{
+    struct job *job = xcalloc(1, sizeof(*job));
+    job->srv = srv;
+    srv->live_jobs++;
+    job->task_work = work;
+    job->task_done = done;
+    job->task_arg = arg;
+    push_work(srv, job);
 }
 
 unsigned server_port(const struct server *srv)

@@ -34,5 +34,12 @@ int server_create(const struct server_options *opt, struct app *app, struct serv
 int server_run(struct server *srv);
 void server_request_stop(struct server *srv);
 void server_free(struct server *srv);
+struct handler_ctx;
+/* Event-loop thread only: runs work(ctx, arg) on a worker thread (with that worker's database
+ * connection), then done(arg) back on the event-loop thread. Used by WebSocket and stream code
+ * that needs blocking work (auth, exec start) without blocking the loop. done is always called,
+ * also during shutdown (before the workers are joined). */
+void server_submit(struct server *srv, void (*work)(struct handler_ctx *ctx, void *arg),
+                   void (*done)(void *arg), void *arg);
 /* The port actually bound (useful with port 0). */
 unsigned server_port(const struct server *srv);
