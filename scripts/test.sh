@@ -122,11 +122,14 @@ if [[ ${SBX_SKIP_API:-0} != 1 ]]; then
     for fl in $flavors; do
         ((pg_ok)) || break
         ((${#api_paths[@]})) || break
+        # A flavor that did not build has already counted as failed; there is no daemon to test.
+        [[ -n ${built[$fl]:-} ]] || continue
         dir=$(builddir "$fl")
         bin=$SBX_ROOT/$dir/controller/sandboxd
         xml=$results/pytest-$fl.xml
         sbx_log "pytest ${api_paths[*]} against $bin"
         SANDBOXD_BIN=$bin SANDBOXD_TEST_FLAVOR=$fl PYTHONDONTWRITEBYTECODE=1 \
+            SBX_DBMIGRATE=${SBX_DBMIGRATE:-$SBX_ROOT/$dir/storage/dbmigrate} \
             timeout --kill-after=30 2400 \
             /usr/bin/python3 -m pytest "${api_paths[@]}" -p no:cacheprovider -rfEs \
             -o junit_family=xunit2 --junitxml="$xml" "${timeout_args[@]}" "${extra[@]}"

@@ -118,7 +118,9 @@ def main(argv):
             p, f, s, names = 0, 1, 0, [f'unreadable report: {e.__class__.__name__}']
         print(f'  {label}: {p} passed, {f} failed, {s} skipped')
         for n in names[:50]:
-            print(f'      FAILED {n}')
+            print(f'      FAILED {n[:160]}')
+        if len(names) > 50:
+            print(f'      ... and {len(names) - 50} more')
         tp, tf, ts = tp + p, tf + f, ts + s
     for label in extra_fail:
         print(f'  {label}: FAILED (no report)')

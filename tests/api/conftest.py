@@ -49,7 +49,7 @@ class Postgres:
     """The private test cluster started through scripts/pg.sh."""
 
     def __init__(self, datadir, port):
-        self.dir = Path(datadir)
+        self.dir = Path(datadir).resolve()
         self.port = int(port)
         self.owner_url = None
         self.app_url = None
@@ -494,6 +494,8 @@ def pytest_runtest_makereport(item, call):
                 rep.sections.append((f"{d.name} exited", d.tail()))
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
+    # Safety net after the fixtures' own (checked) shutdown: nothing outlives the session.
     for d in _DAEMONS:
         d.kill()

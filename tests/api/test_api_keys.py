@@ -201,7 +201,7 @@ def test_wrong_checksum_401(api, org, pos):
     None, "", "ApiKey", "ApiKey ", "Bearer", "Basic dXNlcjpwYXNz", "ApiKey garbage",
     "Bearer a.b.c", "ApiKey sk_live_", "ApiKey sk_prod_abc", "Token sk_live_abc",
     "ApiKey " + "A" * 5000,
-])
+], ids=lambda h: "none" if h is None else (h[:24] + "...") if len(h) > 24 else (h or "empty"))
 def test_missing_or_garbage_authorization_401(api, header):
     h = {} if header is None else {"Authorization": header}
     r = api.get("api-keys", headers=h)

@@ -221,7 +221,8 @@ def test_request_id_generated_on_authenticated_error(api):
     assert err["request_id"] == r.headers["X-Request-Id"]
 
 
-@pytest.mark.parametrize("rid", ["x" * 1000, "bad id with spaces", "<script>", "a\tb"])
+@pytest.mark.parametrize("rid", ["x" * 1000, "bad id with spaces", "<script>", "a\tb"],
+                         ids=["long", "spaces", "html", "tab"])
 def test_unsafe_request_id_is_not_echoed_verbatim(api, rid):
     r = api.get("/api/v1/nope", headers={"X-Request-Id": rid})
     assert r.status_code == 404
