@@ -5,17 +5,21 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Scans for nesting depth outside strings. Returns the max depth seen, or UINT_MAX early. */
-static unsigned scan_depth(const char *p, size_t n, unsigned limit)
+/* Scans for nesting depth outside strings. Returns the max depth seen, stopping early once it
+ * exceeds limit. Sets *nul_escape when a string holds "\u0000" (yajl's tree keeps C strings,
+ * so such a string would be silently truncated). */
+static unsigned scan_depth(const char *p, size_t n, unsigned limit, bool *nul_escape)
 {
     unsigned depth = 0, max = 0;
     bool in_str = false;
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
         if (in_str) {
-            if (c == '\\')
+            if (c == '\\') {
+                if (n - i >= 6 && memcmp(p + i + 1, "u0000", 5) == 0)
+                    *nul_escape = true;
                 i++;
-            else if (c == '"')
+            } else if (c == '"')
                 in_str = false;
             continue;
         }
@@ -41,11 +45,12 @@ int sbx_json_parse(const char *data, size_t len, size_t max_bytes, unsigned max_
         snprintf(errbuf, errlen, "JSON document exceeds %zu bytes", max_bytes);
         return -E2BIG;
     }
-    if (scan_depth(data, len, max_depth) > max_depth) {
+    bool nul_escape = false;
+    if (scan_depth(data, len, max_depth, &nul_escape) > max_depth) {
         snprintf(errbuf, errlen, "JSON nesting exceeds depth %u", max_depth);
         return -ELOOP;
     }
-    if (memchr(data, '\0', len)) {
+    if (memchr(data, '\0', len) || nul_escape) {
         snprintf(errbuf, errlen, "JSON contains a NUL byte");
         return -EINVAL;
     }
@@ -110,7 +115,8 @@ void sbx_jgen_str(yajl_gen g, const char *s)
 
 void sbx_jgen_key(yajl_gen g, const char *k)
 {
-    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
+    /* Same U+FFFD replacement as values: an invalid key must not drop out of the document. */
+    sbx_jgen_strn(g, k, strlen(k));
 }
 
 void sbx_jgen_kstr(yajl_gen g, const char *k, const char *v)
