@@ -159,8 +159,14 @@ static int b64val(char c)
 
 int sbx_base64_decode(const char *in, size_t inlen, size_t max, uint8_t **ret, size_t *ret_len)
 {
-    while (inlen > 0 && in[inlen - 1] == '=' )
+    /* Strict: padding is absent or completes the last quantum (at most two '='). */
+    size_t pad = 0;
+    while (inlen > 0 && in[inlen - 1] == '=' && pad < 2) {
         inlen--;
+        pad++;
+    }
+    if (pad && (inlen + pad) % 4 != 0)
+        return -EINVAL;
     if (inlen % 4 == 1)
         return -EINVAL;
     size_t olen = inlen / 4 * 3 + (inlen % 4 ? inlen % 4 - 1 : 0);
@@ -181,6 +187,10 @@ int sbx_base64_decode(const char *in, size_t inlen, size_t max, uint8_t **ret, s
             bits -= 8;
             *p++ = (uint8_t)(acc >> bits);
         }
+    }
+    if (acc & ((1u << bits) - 1)) { /* "Zh==": bits after the last byte must be zero */
+        free(out);
+        return -EINVAL;
     }
     *ret = out;
     *ret_len = (size_t)(p - out);
