@@ -509,7 +509,7 @@ static int set_value(struct sbx_config *cfg, const struct sbx_config_key *k, con
     int r;
     switch (k->type) {
     case SBX_CONFIG_BOOL: {
-        bool b;
+        bool b = false;
         r = sbx_config_parse_bool(text, &b);
         v = b;
         break;
