@@ -261,8 +261,8 @@ static void add_info(struct sbx_sandbox_info **arr, size_t *n, size_t *cap, cons
     (*n)++;
 }
 
-static void scan_dir(const char *dir, const char *suffix, struct sbx_sandbox_info **arr, size_t *n,
-                     size_t *cap)
+static void scan_dir(const char *dir, const char *suffix, bool dirs_only,
+                     struct sbx_sandbox_info **arr, size_t *n, size_t *cap)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -271,6 +271,8 @@ static void scan_dir(const char *dir, const char *suffix, struct sbx_sandbox_inf
     while ((de = readdir(d))) {
         char name[SBX_ID_MAX + 16];
         if (de->d_name[0] == '.' || strlen(de->d_name) >= sizeof name)
+            continue;
+        if (dirs_only && de->d_type != DT_DIR)
             continue;
         strcpy(name, de->d_name);
         if (suffix) {
@@ -293,13 +295,13 @@ static int local_list(struct sbx_runtime *rt, struct sbx_sandbox_info **ret)
     char p[512];
     for (int c = 0; c < RT_CG_N; c++) {
         rt_cg_path(p, sizeof p, c, l->prefix, NULL, NULL);
-        scan_dir(p, NULL, &arr, &n, &cap);
+        scan_dir(p, NULL, true, &arr, &n, &cap);
     }
     snprintf(p, sizeof p, "%s/run", l->state_dir);
-    scan_dir(p, ".pid", &arr, &n, &cap);
-    scan_dir(p, ".sock", &arr, &n, &cap);
+    scan_dir(p, ".pid", false, &arr, &n, &cap);
+    scan_dir(p, ".sock", false, &arr, &n, &cap);
     snprintf(p, sizeof p, "%s/sandboxes", l->state_dir);
-    scan_dir(p, NULL, &arr, &n, &cap);
+    scan_dir(p, NULL, true, &arr, &n, &cap);
     for (size_t i = 0; i < n; i++)
         local_status(rt, arr[i].id, &arr[i].state, &arr[i].pid);
     *ret = arr;

@@ -97,7 +97,7 @@ int rt_proc_starttime(pid_t pid, uint64_t *ret)
         return -EIO;
     p++;
     /* after ')' comes field 3 (state); we want field 22 */
-    for (int field = 2; field < 22; field++) {
+    for (int field = 3; field < 22; field++) {
         p = strchr(p + 1, ' ');
         if (!p)
             return -EIO;
