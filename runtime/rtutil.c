@@ -93,9 +93,11 @@ int rt_proc_starttime(pid_t pid, uint64_t *ret)
     if (n < 0)
         return (int)n;
     char *p = strrchr(buf, ')'); /* comm may contain spaces and parentheses */
-    if (!p)
+    if (!p || !p[1] || !p[2])
         return -EIO;
     p++;
+    if (p[1] == 'Z' || p[1] == 'X')
+        return -ESRCH; /* dead: a zombie is not a running sandbox */
     /* after ')' comes field 3 (state); we want field 22 */
     for (int field = 3; field < 22; field++) {
         p = strchr(p + 1, ' ');

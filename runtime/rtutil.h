@@ -18,7 +18,7 @@ ssize_t rt_read_str(const char *path, char *buf, size_t len);
 int rt_read_u64(const char *path, uint64_t *ret);
 /* Value of "key <n>" line in a key/value file (memory.oom_control, pids.events). */
 int rt_read_kv_u64(const char *path, const char *key, uint64_t *ret);
-/* Field 22 of /proc/PID/stat (start time in clock ticks). */
+/* Field 22 of /proc/PID/stat (start time in clock ticks); -ESRCH for a zombie. */
 int rt_proc_starttime(pid_t pid, uint64_t *ret);
 /* true if the last NSpid of /proc/PID/status is 1 (a pid-namespace init). */
 bool rt_proc_is_ns_init(pid_t pid);

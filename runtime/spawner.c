@@ -2,7 +2,9 @@
  * spawner.c — see spawner.h.
  *
  * Process: forked from the daemon (single-threaded at that time); loop = poll(daemon socket,
- * signalfd(SIGCHLD)). States per create request (all inside do_create, synchronous):
+ * signalfd(SIGCHLD, SIGHUP)). States: SERVING → (daemon died: PDEATHSIG SIGHUP, or EOF on the
+ * socket) → REAPER: only waitpid() for the sandboxes it created, exit when none is left. So
+ * sandboxes outlive the daemon and are still reaped promptly (the host PID 1 may not reap). States per create request (all inside do_create, synchronous):
  *   workspace dir → cgroups + limits → listening socket bound at run/<id>.sock → socketpair →
  *   clone3(NEWUSER|NEWPID|NEWNS|NEWIPC|NEWUTS|NEWNET, CLONE_PIDFD) → uid/gid maps →
  *   cgroup attach → "G" → wait for "R" (init running) or "E<step>" → pidfile "pid starttime".
@@ -17,6 +19,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,10 +218,27 @@ out_cgroups:
     return r;
 }
 
+/* The daemon is gone: stay alive only as the reaper of the sandboxes we created, so that their
+ * exit is collected promptly (the host PID 1 may never reap), then exit. */
+static _Noreturn void reaper_mode(int sock)
+{
+    close(sock);
+    prctl(PR_SET_NAME, "sbx-reaper");
+    for (;;) {
+        if (waitpid(-1, NULL, 0) < 0 && errno == ECHILD)
+            _exit(0);
+    }
+}
+
 static _Noreturn void spawner_main(const struct rt_spawner_cfg *cfg, int sock, pid_t parent)
 {
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-        _exit(0);
+    sigset_t ss;
+    sigemptyset(&ss);
+    sigaddset(&ss, SIGCHLD);
+    sigaddset(&ss, SIGHUP);
+    sigprocmask(SIG_BLOCK, &ss, NULL);
+    if (prctl(PR_SET_PDEATHSIG, SIGHUP) < 0 || getppid() != parent)
+        reaper_mode(sock);
     prctl(PR_SET_NAME, "sbx-spawner");
     /* keep stdio, our socket and the init fd; everything else belongs to the daemon */
     int keep_lo = MIN(sock, cfg->init_fd), keep_hi = MAX(sock, cfg->init_fd);
@@ -228,10 +248,6 @@ static _Noreturn void spawner_main(const struct rt_spawner_cfg *cfg, int sock, p
         syscall(SYS_close_range, keep_lo + 1, keep_hi - 1, 0);
     syscall(SYS_close_range, keep_hi + 1, ~0U, 0);
 
-    sigset_t ss;
-    sigemptyset(&ss);
-    sigaddset(&ss, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &ss, NULL);
     signal(SIGPIPE, SIG_IGN);
     int sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
     char *buf = xmalloc(RT_MSG_MAX);
@@ -246,16 +262,19 @@ static _Noreturn void spawner_main(const struct rt_spawner_cfg *cfg, int sock, p
         }
         if (p[1].revents) {
             struct signalfd_siginfo si;
+            bool hup = false;
             while (read(sfd, &si, sizeof si) > 0)
-                ;
+                hup |= si.ssi_signo == SIGHUP;
             while (waitpid(-1, NULL, WNOHANG) > 0)
                 ;
+            if (hup)
+                reaper_mode(sock);
         }
         if (!p[0].revents)
             continue;
         int r = rt_msg_recv(sock, buf, m);
         if (r == 0 || (r < 0 && r != -EAGAIN && r != -EBADMSG))
-            _exit(0);
+            reaper_mode(sock);
         if (r < 0)
             continue;
         rt_msg_close_fds(m);
@@ -268,7 +287,7 @@ static _Noreturn void spawner_main(const struct rt_spawner_cfg *cfg, int sock, p
         int64_t a[RT_NARG] = { r, pid, (int64_t)st };
         const char *strs[] = { err };
         if (rt_msg_send(sock, RT_M_CREATED, a, strs, 1, NULL, 0) < 0)
-            _exit(0);
+            reaper_mode(sock);
     }
 }
 
@@ -360,9 +379,10 @@ void rt_spawner_stop(struct rt_spawner *sp)
     if (sp->sock >= 0)
         close(sp->sock);
     sp->sock = -1;
+    /* The spawner now reaps its sandboxes until the last one exits (reaper_mode), so do not
+     * wait for it; collect it if it is already gone. */
     if (sp->pid > 0)
-        while (waitpid(sp->pid, NULL, 0) < 0 && errno == EINTR)
-            ;
+        (void)waitpid(sp->pid, NULL, WNOHANG);
     sp->pid = 0;
     pthread_mutex_destroy(&sp->lock);
 }

@@ -2,8 +2,9 @@
  * spawner.h — the single-threaded helper process that creates sandboxes.
  *
  * The daemon forks it in rt_local_start() before any thread exists. It owns nothing but a
- * socketpair to the daemon; it dies with the daemon (PR_SET_PDEATHSIG) — the sandboxes it
- * created do not (they are reparented and later adopted through their pidfile + socket).
+ * socketpair to the daemon. When the daemon dies (PR_SET_PDEATHSIG SIGHUP) or closes the socket,
+ * it stops serving and only reaps the sandboxes it created, exiting when the last one is gone;
+ * the sandboxes keep running and are adopted by the next daemon through pidfile + socket.
  * The spawner reaps its children (inits) on SIGCHLD. Daemon-side calls are serialised by a
  * mutex (one request in flight), so any worker thread may call rt_spawner_create().
  */
