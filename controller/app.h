@@ -45,3 +45,8 @@ extern const size_t n_routes;
 
 /* Makes sure ctx->db is connected; on failure sets a 503 response and returns -errno. */
 int handler_db(struct handler_ctx *ctx, struct http_response *resp);
+/* Authenticates req from req->authorization / req->org_header (API key lookup, expiry,
+ * revocation, X-Org-Id match) and fills req->who. On failure sets a 401/503 response and
+ * returns -errno. Worker thread (uses ctx->db). */
+int dispatch_authenticate(struct handler_ctx *ctx, struct http_request *req,
+                          struct http_response *resp);

@@ -89,7 +89,7 @@ static const struct sbx_config_key schema[] = {
          .doc = "Largest accepted request body."),
     SIZE("http.max_header_bytes", http.max_header_bytes, "8192", KiB, MiB,
          .doc = "Largest accepted request line plus headers."),
-    UINT("http.max_json_depth", http.max_json_depth, "32", 1, 256,
+    UINT("http.max_json_depth", http.max_json_depth, "32", 1, 128, /* yajl_gen nests at most 128 */
          .doc = "Deepest nesting accepted in a JSON body."),
     DUR("http.idle_timeout", http.idle_timeout, "30s", 1, HOUR,
         .doc = "An idle keep-alive connection is closed after this."),

@@ -89,9 +89,8 @@ static unsigned scopes_from_pg_array(const char *arr)
     return bits;
 }
 
-/* Authenticates req. On failure sets a 401/503 response and returns a negative errno. */
-static int authenticate(struct handler_ctx *ctx, struct http_request *req,
-                        struct http_response *resp)
+int dispatch_authenticate(struct handler_ctx *ctx, struct http_request *req,
+                          struct http_response *resp)
 {
     const char *token = auth_token(req->authorization);
     if (!token) {
@@ -175,7 +174,7 @@ void dispatch_request(struct handler_ctx *ctx, struct http_request *req,
             internal_error(resp);
         return;
     }
-    if (authenticate(ctx, req, resp) < 0)
+    if (dispatch_authenticate(ctx, req, resp) < 0)
         return;
 
     bool audited = route->action != NULL;

@@ -11,10 +11,13 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "controller/app.h"
+#include "controller/loops.h"
 #include "controller/server.h"
+#include "runtime/local.h"
 #include "storage/db.h"
 
 extern char **environ;
@@ -26,6 +29,42 @@ static void on_signal(int sig)
     (void)sig;
     if (running_server)
         server_request_stop(running_server);
+}
+
+/* Starts the configured runtime. A runtime that cannot start is a documented degradation:
+ * the API still serves, and sandbox endpoints answer 503 runtime_unavailable. */
+static void start_runtime(struct app *app)
+{
+    const struct sbx_config *cfg = &app->cfg;
+    if (strcmp(cfg->runtime.kind, "local") != 0) {
+        snprintf(app->runtime_error, sizeof(app->runtime_error),
+                 "runtime kind '%s' is not available in this build", cfg->runtime.kind);
+        log_error("sandbox runtime unavailable: %s", app->runtime_error);
+        return;
+    }
+    const char *init = cfg->runtime.init_path[0] ? cfg->runtime.init_path : NULL;
+#ifdef SBX_BUILD_INIT_PATH
+    if (!init && access(SBX_BUILD_INIT_PATH, X_OK) == 0)
+        init = SBX_BUILD_INIT_PATH;
+#endif
+    struct rt_local_config rc = {
+        .state_dir = cfg->state_dir,
+        .init_path = init,
+        .cgroup_prefix = cfg->runtime.cgroup_prefix,
+        .uid_base = cfg->runtime.uid_base,
+    };
+    char err[256] = "";
+    int r = rt_local_start(&rc, &app->rt, err, sizeof(err));
+    if (r < 0) {
+        app->rt = NULL;
+        snprintf(app->runtime_error, sizeof(app->runtime_error), "%s", err);
+        log_error("sandbox runtime unavailable (sandbox endpoints will answer 503): %s", err);
+        return;
+    }
+    if (err[0])
+        log_warn("sandbox runtime started with reduced features: %s", err);
+    else
+        log_info("sandbox runtime started: local");
 }
 
 static void usage(FILE *f)
@@ -97,6 +136,9 @@ int main(int argc, char **argv)
     if (sbx_log_parse_level(app.cfg.log.level, &lvl) == 0)
         sbx_log_set_level(lvl);
 
+    /* The runtime forks its spawner now, while this process is still single-threaded. */
+    start_runtime(&app);
+
     int r = db_migrate(app.cfg.database.migrate_url, app.cfg.database.migrations_dir, err,
                        sizeof(err));
     if (r < 0) {
@@ -136,10 +178,14 @@ int main(int argc, char **argv)
     snprintf(url, sizeof(url), "http://%s:%u", app.cfg.listen.address, server_port(srv));
     f[0].v.s = url;
     sbx_log_fields(SBX_LOG_INFO, "sandboxd listening", f, ARRAY_SIZE(f));
+    loops_start(&app);
 
     server_run(srv);
     running_server = NULL;
+    loops_stop();
     server_free(srv);
+    if (app.rt)
+        app.rt->ops->free(app.rt); /* sandboxes keep running; the next start adopts them */
     log_info("sandboxd stopped");
     sbx_config_free(&app.cfg);
     return 0;

@@ -26,6 +26,22 @@ const struct route routes[] = {
            api_keys_delete),
 
     READ("/api/v1/audit", api_audit_list),
+
+    MUTATE(HTTP_POST, "/api/v1/sandbox/create", AUTH_SCOPE_WRITE, "sandbox.create",
+           api_sandbox_create),
+    READ("/api/v1/sandboxes", api_sandboxes_list),
+    READ("/api/v1/sandbox/:id", api_sandbox_get),
+    READ("/api/v1/sandbox/:id/status", api_sandbox_status),
+    MUTATE(HTTP_POST, "/api/v1/sandbox/:id/stop", AUTH_SCOPE_WRITE, "sandbox.stop",
+           api_sandbox_stop),
+    MUTATE(HTTP_DELETE, "/api/v1/sandbox/:id", AUTH_SCOPE_WRITE, "sandbox.delete",
+           api_sandbox_delete),
+    MUTATE(HTTP_POST, "/api/v1/sandbox/:id/files", AUTH_SCOPE_WRITE, "file.write",
+           api_files_write),
+    MUTATE(HTTP_GET, "/api/v1/sandbox/:id/files", AUTH_SCOPE_READ, "file.read", api_files_read),
+
+    READ("/api/v1/usage/current", api_usage_current),
+    READ("/api/v1/usage/history", api_usage_history),
 };
 
 const size_t n_routes = sizeof(routes) / sizeof(routes[0]);

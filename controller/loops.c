@@ -1,0 +1,255 @@
+/*
+ * loops.c — reaper and reconciler threads (see loops.h).
+ *
+ * DESIGN
+ * Reaper, every reaper.interval: ends sandboxes whose expires_at passed (reason "timeout"),
+ * and every METER_EVERY_S meters running sandboxes' usage.
+ * Reconciler, at start and every reconciler.interval: lists what the runtime has FIRST, then
+ * the active rows (a sandbox is created in the runtime only after its 'creating' row
+ * committed, so any runtime sandbox started before the list has a row visible to the later
+ * query). Then, per row:
+ *   running, runtime not RUNNING            → error "sandbox process exited", leftovers cleaned
+ *   creating, older than CREATE_GRACE_S     → running if the runtime has it (daemon died between
+ *                                             the runtime create and the status update), else
+ *                                             error "creation did not complete"
+ *   terminating                             → finish the termination
+ * and per runtime sandbox without an active row → stopped (orphan; the workspace is kept).
+ * Every action takes the sandbox's lifecycle lock, so it never races an API call.
+ */
+#include "controller/loops.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "controller/app.h"
+#include "controller/sandbox.h"
+#include "runtime/runtime.h"
+#include "storage/db.h"
+
+#define CREATE_GRACE_S 60.0
+#define METER_EVERY_S 30
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static bool stop_requested;
+static pthread_t reaper_thread, reconciler_thread;
+static bool started;
+
+/* Sleeps up to secs; returns false when the loops must stop. */
+static bool nap(uint64_t secs)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(secs ? secs : 1);
+    pthread_mutex_lock(&lock);
+    while (!stop_requested)
+        if (pthread_cond_timedwait(&wake, &lock, &until) == ETIMEDOUT)
+            break;
+    bool go_on = !stop_requested;
+    pthread_mutex_unlock(&lock);
+    return go_on;
+}
+
+static struct db *connect_db(struct app *app, const char *who)
+{
+    struct db *db = NULL;
+    char err[256];
+    if (db_open(app->cfg.database.url, &db, err, sizeof(err)) < 0) {
+        log_warn("%s: database unavailable: %s", who, err);
+        return NULL;
+    }
+    return db;
+}
+
+static void reap_expired(struct app *app, struct db *db)
+{
+    _cleanup_pgres_ PGresult *res = NULL;
+    if (db_query(db, "SELECT id, org_id FROM sbx_sandboxes_expired(now(), 100)", 0, NULL, &res) <
+        0)
+        return;
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *id = PQgetvalue(res, i, 0), *org = PQgetvalue(res, i, 1);
+        int r = sandbox_terminate(app, db, org, id, "timeout", false, false);
+        struct sbx_log_field f[] = { LF_STR("sandbox_id", id), LF_STR("org_id", org),
+                                     LF_INT("result", r) };
+        sbx_log_fields(SBX_LOG_INFO, "sandbox expired", f, ARRAY_SIZE(f));
+    }
+}
+
+static void meter_running(struct app *app, struct db *db)
+{
+    _cleanup_pgres_ PGresult *res = NULL;
+    if (db_query(db, "SELECT id, org_id FROM sbx_sandboxes_active() WHERE status = 'running'", 0,
+                 NULL, &res) < 0)
+        return;
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *id = PQgetvalue(res, i, 0), *org = PQgetvalue(res, i, 1);
+        if (db_begin(db, org) < 0)
+            return;
+        if (sandbox_meter(app, db, org, id) < 0 || db_commit(db) < 0)
+            db_rollback(db);
+    }
+}
+
+static void *reaper_main(void *arg)
+{
+    struct app *app = arg;
+    struct db *db = NULL;
+    uint64_t last_meter = sbx_now_ms();
+    do {
+        if (!db)
+            db = connect_db(app, "reaper");
+        if (!db)
+            continue;
+        reap_expired(app, db);
+        if (sbx_now_ms() - last_meter >= METER_EVERY_S * 1000) {
+            meter_running(app, db);
+            last_meter = sbx_now_ms();
+        }
+    } while (nap(app->cfg.reaper.interval));
+    db_close(db);
+    return NULL;
+}
+
+static enum sbx_state runtime_state(const struct sbx_sandbox_info *infos, int n, const char *id)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(infos[i].id, id) == 0)
+            return infos[i].state;
+    return SBX_STATE_ABSENT;
+}
+
+/* Sets a row's status if it still has `from`; returns rows changed or -errno. */
+static int set_status(struct db *db, const char *org, const char *id, const char *from,
+                      const char *to, const char *reason)
+{
+    if (db_begin(db, org) < 0)
+        return -EIO;
+    int r = db_query(db,
+                     "UPDATE sandboxes SET status = $3, status_reason = $4, "
+                     "  started_at = CASE WHEN $3 = 'running' THEN COALESCE(started_at, now()) "
+                     "      ELSE started_at END, "
+                     "  metered_until = CASE WHEN $3 = 'running' "
+                     "      THEN COALESCE(metered_until, now()) ELSE metered_until END, "
+                     "  stopped_at = CASE WHEN $3 IN ('error', 'terminated') THEN now() "
+                     "      ELSE stopped_at END "
+                     " WHERE id = $1 AND status = $2",
+                     4, (const char *[]){ id, from, to, reason }, NULL);
+    if (r < 0 || db_commit(db) < 0) {
+        db_rollback(db);
+        return r < 0 ? r : -EIO;
+    }
+    return r;
+}
+
+static void log_action(const char *what, const char *id, const char *org)
+{
+    struct sbx_log_field f[] = { LF_STR("sandbox_id", id), LF_STR("org_id", org),
+                                 LF_STR("action", what) };
+    sbx_log_fields(SBX_LOG_INFO, "reconciler", f, ARRAY_SIZE(f));
+}
+
+void reconcile_once(struct app *app, struct db *db)
+{
+    if (!app->rt)
+        return;
+    struct sbx_sandbox_info *infos = NULL;
+    int n = app->rt->ops->list(app->rt, &infos);
+    if (n < 0) {
+        log_error_errno(n, "reconciler: listing the runtime failed");
+        return;
+    }
+    _cleanup_pgres_ PGresult *rows = NULL;
+    if (db_query(db, "SELECT id, org_id, status, age_seconds FROM sbx_sandboxes_active()", 0,
+                 NULL, &rows) < 0) {
+        free(infos);
+        return;
+    }
+    for (int i = 0; i < PQntuples(rows); i++) {
+        const char *id = PQgetvalue(rows, i, 0), *org = PQgetvalue(rows, i, 1);
+        const char *status = PQgetvalue(rows, i, 2);
+        double age = strtod(PQgetvalue(rows, i, 3), NULL);
+        enum sbx_state st = runtime_state(infos, n, id);
+        if (strcmp(status, "terminating") == 0) {
+            log_action("finish termination", id, org);
+            sandbox_terminate(app, db, org, id, "stopped", false, false);
+            continue;
+        }
+        sandbox_lock(id);
+        enum sbx_state now_st = st;
+        app->rt->ops->status(app->rt, id, &now_st, NULL); /* re-check under the lock */
+        if (strcmp(status, "running") == 0 && now_st != SBX_STATE_RUNNING) {
+            if (set_status(db, org, id, "running", "error", "sandbox process exited") > 0) {
+                log_action("lost: marked error", id, org);
+                app->rt->ops->stop(app->rt, id);
+            }
+        } else if (strcmp(status, "creating") == 0 && age > CREATE_GRACE_S) {
+            if (now_st == SBX_STATE_RUNNING) {
+                if (set_status(db, org, id, "creating", "running", NULL) > 0)
+                    log_action("adopted", id, org);
+            } else if (set_status(db, org, id, "creating", "error",
+                                  "creation did not complete") > 0) {
+                log_action("stale create: marked error", id, org);
+                app->rt->ops->stop(app->rt, id);
+            }
+        }
+        sandbox_unlock(id);
+    }
+    /* Runtime sandboxes without an active row are orphans. */
+    for (int k = 0; k < n; k++) {
+        if (infos[k].state != SBX_STATE_RUNNING && infos[k].state != SBX_STATE_EXITED)
+            continue;
+        bool known = false;
+        for (int i = 0; i < PQntuples(rows) && !known; i++)
+            known = strcmp(PQgetvalue(rows, i, 0), infos[k].id) == 0;
+        if (known)
+            continue;
+        sandbox_lock(infos[k].id);
+        log_action("orphan: stopped", infos[k].id, NULL);
+        app->rt->ops->stop(app->rt, infos[k].id);
+        sandbox_unlock(infos[k].id);
+    }
+    free(infos);
+}
+
+static void *reconciler_main(void *arg)
+{
+    struct app *app = arg;
+    struct db *db = NULL;
+    do {
+        if (!db)
+            db = connect_db(app, "reconciler");
+        if (db)
+            reconcile_once(app, db);
+    } while (nap(app->cfg.reconciler.interval));
+    db_close(db);
+    return NULL;
+}
+
+void loops_start(struct app *app)
+{
+    if (pthread_create(&reaper_thread, NULL, reaper_main, app) != 0 ||
+        pthread_create(&reconciler_thread, NULL, reconciler_main, app) != 0)
+        abort();
+    started = true;
+}
+
+void loops_stop(void)
+{
+    if (!started)
+        return;
+    pthread_mutex_lock(&lock);
+    stop_requested = true;
+    pthread_cond_broadcast(&wake);
+    pthread_mutex_unlock(&lock);
+    pthread_join(reaper_thread, NULL);
+    pthread_join(reconciler_thread, NULL);
+    started = false;
+}
