@@ -10,9 +10,12 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/crypto.h"
 #include "common/log.h"
 #include "controller/app.h"
 #include "controller/loops.h"
@@ -31,6 +34,25 @@ static void on_signal(int sig)
         server_request_stop(running_server);
 }
 
+/* mkdir -p with mode 0711 for created components. Returns 0 or -errno. */
+static int mkdir_parents(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return -ENAMETOOLONG;
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0711) < 0 && errno != EEXIST)
+                return -errno;
+            *p = c;
+            if (!c)
+                return 0;
+        }
+    }
+}
+
 /* Starts the configured runtime. A runtime that cannot start is a documented degradation:
  * the API still serves, and sandbox endpoints answer 503 runtime_unavailable. */
 static void start_runtime(struct app *app)
@@ -47,10 +69,21 @@ static void start_runtime(struct app *app)
     if (!init && access(SBX_BUILD_INIT_PATH, X_OK) == 0)
         init = SBX_BUILD_INIT_PATH;
 #endif
+    /* Daemons with different state directories must never see each other's sandboxes (the
+     * reconciler stops sandboxes it has no row for), so the cgroup prefix is qualified with a
+     * hash of the state directory's absolute path. */
+    char abs_state[4096], prefix[128], hash[SBX_SHA256_HEX_LEN + 1];
+    int mr = mkdir_parents(cfg->state_dir);
+    if (mr < 0)
+        log_error_errno(mr, "cannot create the state directory %s", cfg->state_dir);
+    if (!realpath(cfg->state_dir, abs_state))
+        snprintf(abs_state, sizeof(abs_state), "%s", cfg->state_dir);
+    sbx_sha256_hex(abs_state, strlen(abs_state), hash);
+    snprintf(prefix, sizeof(prefix), "%s-%.8s", cfg->runtime.cgroup_prefix, hash);
     struct rt_local_config rc = {
         .state_dir = cfg->state_dir,
         .init_path = init,
-        .cgroup_prefix = cfg->runtime.cgroup_prefix,
+        .cgroup_prefix = prefix,
         .uid_base = cfg->runtime.uid_base,
     };
     char err[256] = "";
