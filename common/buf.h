@@ -27,7 +27,7 @@ void sbx_buf_reset(struct sbx_buf *b);
 int sbx_buf_append(struct sbx_buf *b, const void *p, size_t n) _warn_unused_;
 int sbx_buf_puts(struct sbx_buf *b, const char *s) _warn_unused_;
 int sbx_buf_printf(struct sbx_buf *b, const char *fmt, ...) _printf_(2, 3) _warn_unused_;
-int sbx_buf_vprintf(struct sbx_buf *b, const char *fmt, va_list ap) _warn_unused_;
+int sbx_buf_vprintf(struct sbx_buf *b, const char *fmt, va_list ap) _printf_(2, 0) _warn_unused_;
 /* Appends s as a JSON string literal (with quotes), escaping as RFC 8259 requires. */
 int sbx_buf_json_str(struct sbx_buf *b, const char *s, size_t n) _warn_unused_;
 /* Detaches the data (caller frees); the buffer becomes empty. Never NULL. */
