@@ -48,7 +48,9 @@ __attribute__((noreturn)) static inline void skip_all(const char *reason)
     exit(77);
 }
 
-static inline bool tap_vok(bool pass, const char *file, int line, const char *fmt, va_list ap)
+__attribute__((format(printf, 4, 0))) static inline bool tap_vok(bool pass, const char *file,
+                                                                  int line, const char *fmt,
+                                                                  va_list ap)
 {
     tap_run++;
     if (!pass)
