@@ -337,12 +337,12 @@ static int local_stats(struct sbx_runtime *rt, const char *id, struct sbx_sandbo
 
 static int connect_init(struct local *l, const char *id)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct sockaddr_un sa;
     if (!sbx_id_valid(id))
         return -EINVAL;
-    int n = snprintf(sa.sun_path, sizeof sa.sun_path, RT_SOCK_FMT, l->state_dir, id);
-    if (n < 0 || (size_t)n >= sizeof sa.sun_path)
-        return -ENAMETOOLONG;
+    int n = rt_sock_addr(l->state_dir, id, &sa);
+    if (n < 0)
+        return n;
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
@@ -754,10 +754,8 @@ int rt_local_start(const struct rt_local_config *cfg, struct sbx_runtime **ret, 
         snprintf(err, errlen, "local runtime: seccomp unavailable");
         return -EOPNOTSUPP;
     }
-    struct sockaddr_un sa;
-    if (strlen(state) + strlen("/run/") + SBX_ID_MAX + strlen(".sock") >= sizeof sa.sun_path) {
-        snprintf(err, errlen, "local runtime: state_dir too long for socket paths (max %zu bytes)",
-                 sizeof sa.sun_path - 1 - strlen("/run/") - SBX_ID_MAX - strlen(".sock"));
+    if (strlen(state) > 2048) {
+        snprintf(err, errlen, "local runtime: state_dir is too long");
         return -ENAMETOOLONG;
     }
 
@@ -793,6 +791,10 @@ int rt_local_start(const struct rt_local_config *cfg, struct sbx_runtime **ret, 
     }
     snprintf(p, sizeof p, "%s/run", state);
     chmod(p, 0711);
+    if ((r = rt_sock_dir_open(state)) < 0) {
+        snprintf(err, errlen, "local runtime: state dir %s/run: %s", state, strerror(-r));
+        goto fail;
+    }
     snprintf(p, sizeof p, "%s/sandboxes", state);
     if ((r = rt_mkdir_p(p, 0711)) < 0) {
         snprintf(err, errlen, "local runtime: state dir %s: %s", state, strerror(-r));

@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/macro.h"
@@ -252,4 +255,38 @@ const char *sbx_exec_reason_name(enum sbx_exec_reason r)
     case SBX_EXEC_SIGNALED: return "signal";
     default: return "exited";
     }
+}
+
+static int sock_dirfd = -1;
+
+int rt_sock_dir_open(const char *state_dir)
+{
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof p, "%s/run", state_dir) >= (int)sizeof p)
+        return -ENAMETOOLONG;
+    int fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (sock_dirfd >= 0 && sock_dirfd != fd)
+        close(sock_dirfd);
+    sock_dirfd = fd;
+    return 0;
+}
+
+int rt_sock_addr(const char *state_dir, const char *id, struct sockaddr_un *sa)
+{
+    memset(sa, 0, sizeof *sa);
+    sa->sun_family = AF_UNIX;
+    int n = snprintf(sa->sun_path, sizeof sa->sun_path, RT_SOCK_FMT, state_dir, id);
+    if (n >= 0 && (size_t)n < sizeof sa->sun_path)
+        return 0;
+    if (sock_dirfd < 0)
+        return -ENAMETOOLONG;
+    n = snprintf(sa->sun_path, sizeof sa->sun_path, "/proc/self/fd/%d/%s.sock", sock_dirfd, id);
+    return n >= 0 && (size_t)n < sizeof sa->sun_path ? 0 : -ENAMETOOLONG;
+}
+
+void rt_sock_dir_forget(void)
+{
+    sock_dirfd = -1;
 }

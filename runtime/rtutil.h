@@ -27,6 +27,17 @@ int rt_mkdir_p(const char *path, mode_t mode);
 /* rm -rf without following symlinks or crossing mounts. */
 int rt_rm_rf(const char *path);
 
+struct sockaddr_un;
+/* Opens <state_dir>/run as the directory sockets are addressed through (call once, before the
+ * spawner forks, after the directory exists). Returns 0 or -errno. */
+int rt_sock_dir_open(const char *state_dir);
+/* Fills sa for the control socket of id. When "<state_dir>/run/<id>.sock" does not fit
+ * sun_path (108 bytes), the address goes through the open directory fd instead:
+ * "/proc/self/fd/<fd>/<id>.sock", so a deep state_dir still works. Returns 0 or -errno. */
+/* In a forked child that closed every inherited fd: forget the (now closed) directory fd. */
+void rt_sock_dir_forget(void);
+int rt_sock_addr(const char *state_dir, const char *id, struct sockaddr_un *sa);
+
 /* State layout under state_dir: run/<id>.sock, run/<id>.pid, run/rootfs (empty mount point),
  * sandboxes/<id>/workspace. */
 #define RT_SOCK_FMT "%s/run/%s.sock"

@@ -53,14 +53,14 @@ static int write_maps(pid_t pid, uint32_t base)
     return rt_write_str(p, v);
 }
 
-static int bind_listener(const char *path, char *err, size_t errlen)
+static int bind_listener(const char *state_dir, const char *id, const char *path, char *err,
+                         size_t errlen)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if (strlen(path) >= sizeof sa.sun_path) {
+    struct sockaddr_un sa;
+    if (rt_sock_addr(state_dir, id, &sa) < 0) {
         snprintf(err, errlen, "socket path too long (state_dir too long)");
         return -ENAMETOOLONG;
     }
-    strcpy(sa.sun_path, path);
     int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     if (fd < 0)
         goto fail;
@@ -105,7 +105,7 @@ static int do_create(const struct rt_spawner_cfg *cfg, const struct rt_msg *m, p
                      (uint64_t)m->a[1], (unsigned)m->a[2], err, errlen);
     if (r < 0)
         goto out_cgroups;
-    listen_fd = bind_listener(sock, err, errlen);
+    listen_fd = bind_listener(cfg->state_dir, id, sock, err, errlen);
     if (listen_fd < 0) {
         r = listen_fd;
         goto out_cgroups;
@@ -247,6 +247,9 @@ static _Noreturn void spawner_main(const struct rt_spawner_cfg *cfg, int sock, p
     if (keep_hi > keep_lo + 1)
         syscall(SYS_close_range, keep_lo + 1, keep_hi - 1, 0);
     syscall(SYS_close_range, keep_hi + 1, ~0U, 0);
+    /* The daemon's directory fd for socket addresses went with the close_range: reopen ours. */
+    rt_sock_dir_forget();
+    (void)rt_sock_dir_open(cfg->state_dir);
 
     signal(SIGPIPE, SIG_IGN);
     int sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
