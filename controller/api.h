@@ -27,5 +27,7 @@ API_HANDLER(api_sandbox_stop);
 API_HANDLER(api_sandbox_delete);
 API_HANDLER(api_files_write);
 API_HANDLER(api_files_read);
+API_HANDLER(api_exec);
+API_HANDLER(api_exec_ws_plain);
 API_HANDLER(api_usage_current);
 API_HANDLER(api_usage_history);

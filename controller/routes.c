@@ -39,6 +39,11 @@ const struct route routes[] = {
     MUTATE(HTTP_POST, "/api/v1/sandbox/:id/files", AUTH_SCOPE_WRITE, "file.write",
            api_files_write),
     MUTATE(HTTP_GET, "/api/v1/sandbox/:id/files", AUTH_SCOPE_READ, "file.read", api_files_read),
+    { .method = HTTP_POST, .pattern = "/api/v1/sandbox/:id/execute", .auth = true,
+      .scope = AUTH_SCOPE_EXECUTE, .action = "command.execute", .handler = api_exec,
+      .streams = true },
+    /* Upgraded requests never reach the router (stream.c); a plain GET gets 426. */
+    PUBLIC(HTTP_GET, "/api/v1/sandbox/:id/exec/ws", api_exec_ws_plain),
 
     READ("/api/v1/usage/current", api_usage_current),
     READ("/api/v1/usage/history", api_usage_history),

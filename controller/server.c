@@ -35,6 +35,7 @@
 #include "common/timeutil.h"
 #include "controller/app.h"
 #include "controller/metrics.h"
+#include "controller/stream.h"
 
 #define WRITE_CHUNK (64 * 1024)
 #define SHUTDOWN_GRACE_US (10 * 1000000ull)
@@ -88,6 +89,8 @@ static void job_free(struct job *job)
     if (!job)
         return;
     job->srv->live_jobs--;
+    if (job->resp.stream) /* stream hook: a stream nobody took over */
+        stream_discard(TAKE_PTR(job->resp.stream));
     http_request_free(&job->req);
     http_response_free(&job->resp);
     free(job);
@@ -544,6 +547,15 @@ static int on_writeable(struct server *srv, struct lws *wsi, struct pss *pss)
     struct job *job = pss->job;
     if (!job || job->state != JOB_WRITING)
         return 0;
+    if (job->resp.stream && job->resp.status == 200 && !job->headers_sent) {
+        /* stream hook: the connection now belongs to the stream layer (SSE) */
+        struct stream *st = TAKE_PTR(job->resp.stream);
+        job_finish_log(job, 200);
+        pss->job = NULL;
+        int sr = stream_http_attach(st, wsi, job->req.request_id);
+        job_free(job);
+        return sr;
+    }
     int r = write_step(wsi, job);
     if (r < 0)
         return -1;
@@ -582,6 +594,11 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     struct server *srv = lws_context_user(lctx);
     struct pss *pss = user;
 
+    bool stream_handled; /* stream hook: WebSocket upgrades/connections, SSE connections */
+    int sr = stream_http_hook(wsi, reason, user, in, len, &stream_handled);
+    if (stream_handled)
+        return sr;
+
     switch (reason) {
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
         return atomic_load(&srv->stopping) ? -1 : 0;
@@ -611,6 +628,7 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 
 static const struct lws_protocols protocols[] = {
     { "http", http_callback, sizeof(struct pss), 0, 0, NULL, 0 },
+    STREAM_LWS_PROTOCOLS,
     { NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
@@ -630,6 +648,7 @@ int server_create(const struct server_options *opt, struct app *app, struct serv
     struct server *srv = xcalloc(1, sizeof(*srv));
     srv->opt = *opt;
     srv->app = app;
+    stream_init(app);
     pthread_mutex_init(&srv->lock, NULL);
     pthread_cond_init(&srv->work_cond, NULL);
 
@@ -709,8 +728,11 @@ int server_run(struct server *srv)
 
     /* Drain: finish what workers hold, let the loop write the answers, end streams. */
     uint64_t deadline = sbx_now_us() + SHUTDOWN_GRACE_US;
-    while (srv->live_jobs > 0 && sbx_now_us() < deadline)
+    stream_shutdown_all();
+    while ((srv->live_jobs > 0 || stream_count() > 0) && sbx_now_us() < deadline) {
         lws_service(srv->ctx, 0);
+        stream_shutdown_all(); /* streams attached during the drain */
+    }
 
     pthread_mutex_lock(&srv->lock);
     srv->workers_exit = true;

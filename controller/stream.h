@@ -97,10 +97,17 @@ struct stream *stream_new_exec(struct app *app, struct sbx_exec *e, const char *
                                const char *sandbox_id, const char *command_text,
                                unsigned timeout_ms, bool tty);
 
-/* Appends s[0..n) to out as the body of a JSON string (no quotes): invalid UTF-8 becomes
- * U+FFFD per offending byte; control characters are escaped. When `partial` is true, an
- * incomplete multi-byte sequence at the very end is not consumed: the return value is the
- * number of input bytes used (the caller carries the rest over). Any thread, pure. */
-size_t json_escape_lossy(struct sbx_buf *out, const unsigned char *s, size_t n, bool partial);
+/* Stdin for a streamed exec (worker, before the hand-off): written, then closed. */
+void stream_set_stdin(struct stream *st, const char *data, size_t len);
+
+/* Writes s[0..n) to out as the body of a JSON string (no quotes): invalid UTF-8 becomes
+ * U+FFFD per offending byte; control characters, '"' and '\\' are escaped. out must have
+ * room for JSON_ESCAPE_MAX(n) bytes; *ret_len receives the bytes written. When `partial` is
+ * true, an incomplete (but so far valid) multi-byte sequence at the very end is not consumed:
+ * the return value is the number of input bytes used (the caller carries the rest over).
+ * Any thread, pure. */
+#define JSON_ESCAPE_MAX(n) (6 * (n))
+size_t json_escape_lossy(char *out, size_t *ret_len, const unsigned char *s, size_t n,
+                         bool partial);
 /* s[0..n) with invalid sequences replaced by U+FFFD per byte (valid UTF-8, malloc'd). */
 char *utf8_lossy(const char *s, size_t n, size_t *ret_len);
