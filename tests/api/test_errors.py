@@ -40,9 +40,17 @@ def test_wrong_method_is_405_with_allow(api, org):
     r = api.put("/api/v1/register", json=valid_register_body())
     assert_error(r, 405)
     assert "POST" in r.headers.get("Allow", ""), r.headers
-    r = api.request("PATCH", "/healthz")
+    r = api.delete("/healthz")
     assert_error(r, 405)
     assert "GET" in r.headers.get("Allow", ""), r.headers
+
+
+@pytest.mark.parametrize("extra", ["", "Content-Length: 0\r\n"], ids=["no-length", "length-0"])
+def test_patch_is_405(api, extra):
+    """PATCH on a route without PATCH: 405 at once (with or without an empty body)."""
+    req = f"PATCH /healthz HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n".encode()
+    resp = raw_http(api.base, req, read_timeout=10)
+    assert resp.split(b"\r\n", 1)[0].split(b" ")[1:2] == [b"405"], resp[:300] or "no response"
 
 
 def test_wrong_method_on_authenticated_route(api, org):
