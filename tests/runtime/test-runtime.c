@@ -25,7 +25,7 @@
 static int tap_n, tap_fail;
 static char state[64], prefix[64];
 
-static void ok(int cond, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void ok(int cond, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -38,7 +38,7 @@ static void ok(int cond, const char *fmt, ...)
         tap_fail++;
 }
 
-static void diag(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void diag(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
