@@ -63,3 +63,21 @@ sbx_build() {
     sbx_log "building $dir"
     ninja -C "$dir" -j "$(sbx_jobs)" || return 1
 }
+
+# sbx_pg_dir NAME — where a private Postgres cluster lives: .state/NAME under the checkout, or,
+# when the checkout is not reachable by the `postgres` user that pg.sh runs the server as (a
+# clone under /root, mode 0700), /var/tmp/sandboxd-<hash of the checkout path>/NAME.
+sbx_pg_dir() {
+    local name=$1 state=$SBX_ROOT/.state
+    mkdir -p "$state"
+    if [[ $(id -u) -ne 0 ]] || runuser -u postgres -- test -x "$state" 2>/dev/null; then
+        printf '%s\n' "$state/$name"
+        return
+    fi
+    local alt
+    alt=/var/tmp/sandboxd-$(printf '%s' "$SBX_ROOT" | sha256sum | cut -c1-12)
+    mkdir -p "$alt"
+    chmod 711 "$alt"
+    sbx_log "$state is not reachable by user postgres; using $alt/$name for the cluster"
+    printf '%s\n' "$alt/$name"
+}

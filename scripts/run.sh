@@ -13,13 +13,13 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$SBX_ROOT"
 
-pg_dir=${SBX_PG_DIR:-$SBX_ROOT/.state/pg}
 pg_port=${SBX_PG_PORT:-55432}
 addr=${SANDBOXD_LISTEN_ADDRESS:-127.0.0.1}
 port=${SANDBOXD_LISTEN_PORT:-8080}
 
 sbx_install_deps
 sbx_build build
+pg_dir=${SBX_PG_DIR:-$(sbx_pg_dir pg)}
 
 sbx_log "starting Postgres ($pg_dir, port $pg_port)"
 bash scripts/pg.sh start "$pg_dir" "$pg_port"

@@ -77,7 +77,7 @@ if [[ ${SBX_SKIP_MESON:-0} != 1 ]]; then
 fi
 
 # --- pytest (black-box API suites against a real daemon and Postgres) ----------------------
-pg_dir=${SBX_TEST_PG_DIR:-$SBX_ROOT/.state/pg-test}
+pg_dir=${SBX_TEST_PG_DIR:-$(sbx_pg_dir pg-test)}
 pg_port=${SBX_TEST_PG_PORT:-55433}
 pg_started_here=0
 stop_pg() {

@@ -310,9 +310,27 @@ def stop_and_check(d):
 # Fixtures
 # ---------------------------------------------------------------------------------------------
 
+def default_pg_dir():
+    """.state/pg-test, unless the checkout is not reachable by the `postgres` user that pg.sh
+    runs the server as (see sbx_pg_dir in scripts/lib.sh)."""
+    state = REPO / ".state"
+    state.mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        r = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(state)],
+                           stdin=subprocess.DEVNULL, capture_output=True)
+        if r.returncode != 0:
+            import hashlib
+            alt = Path("/var/tmp") / ("sandboxd-" + hashlib.sha256(str(REPO).encode())
+                                      .hexdigest()[:12])
+            alt.mkdir(exist_ok=True)
+            alt.chmod(0o711)
+            return str(alt / "pg-test")
+    return str(state / "pg-test")
+
+
 @pytest.fixture(scope="session")
 def pg():
-    datadir = os.environ.get("SANDBOXD_TEST_PG_DIR", str(REPO / ".state" / "pg-test"))
+    datadir = os.environ.get("SANDBOXD_TEST_PG_DIR") or default_pg_dir()
     port = os.environ.get("SANDBOXD_TEST_PG_PORT", "55433")
     p = Postgres(datadir, port)
     p.start()
