@@ -23,8 +23,8 @@ def create_sandbox(api, key, **body):
     return sid
 
 
-def run(api, key, sid, timeout=120, **body):
-    return api.post(f"sandbox/{sid}/execute", key=key, json=body, timeout=timeout)
+def run(api, key, sid, http_timeout=120, **body):
+    return api.post(f"sandbox/{sid}/execute", key=key, json=body, timeout=http_timeout)
 
 
 def ok(api, key, sid, **body):
