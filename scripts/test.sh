@@ -130,7 +130,7 @@ if [[ ${SBX_SKIP_API:-0} != 1 ]]; then
         sbx_log "pytest ${api_paths[*]} against $bin"
         SANDBOXD_BIN=$bin SANDBOXD_TEST_FLAVOR=$fl PYTHONDONTWRITEBYTECODE=1 \
             SBX_DBMIGRATE=${SBX_DBMIGRATE:-$SBX_ROOT/$dir/storage/dbmigrate} \
-            timeout --kill-after=30 2400 \
+            timeout --kill-after=30 1500 \
             /usr/bin/python3 -m pytest "${api_paths[@]}" -p no:cacheprovider -rfEs \
             -o junit_family=xunit2 --junitxml="$xml" "${timeout_args[@]}" "${extra[@]}"
         rc=$?
