@@ -4,6 +4,7 @@ import os
 import uuid
 
 import pytest
+import requests
 
 from apihelpers import assert_error
 from sandboxhelpers import b64, unb64, sha256
@@ -133,7 +134,7 @@ def test_missing_file_404(sandboxes, sandbox):
     "../x", "../../etc/passwd", "/etc/passwd", "/workspace/../etc/passwd", "a/../../x",
     "/", "/workspacex/f", "/proc/self/environ", "/tmp/x", "x" * 5000,
     "/workspace/" + "d/" * 2500,
-])
+], ids=lambda p: p if len(p) < 40 else f"{p[:12]}...({len(p)} bytes)")
 def test_traversal_refused(sandboxes, sandbox, path):
     sid = sandbox["sandbox_id"]
     assert_error(sandboxes.read_file(sid, path), 400, "invalid_path")
@@ -145,11 +146,14 @@ def test_traversal_refused(sandboxes, sandbox, path):
 def test_nul_byte_refused(sandboxes, sandbox, api):
     sid = sandbox["sandbox_id"]
     sandboxes.write_files(sid, [{"path": "a", "content": b64("A")}])
-    # %00 in the query string: must not be truncated to "a"
-    r = api.get(f"sandbox/{sid}/files?path=a%00/../../etc/passwd", key=sandboxes.key)
-    assert_error(r, 400, "invalid_path")
-    r = api.get(f"sandbox/{sid}/files?path=a%00", key=sandboxes.key)
-    assert_error(r, 400, "invalid_path")
+    # %00 in the query string: must not be truncated to "a", and must get an answer
+    for q in ("a%00/../../etc/passwd", "a%00"):
+        try:
+            r = api.get(f"sandbox/{sid}/files?path={q}", key=sandboxes.key)
+        except requests.ConnectionError as e:
+            pytest.fail(f"GET files?path={q}: the server dropped the connection without an "
+                        f"HTTP response ({e!r})", pytrace=False)
+        assert_error(r, 400, "invalid_path")
     # in JSON (\u0000) for a write
     raw = ('{"files": [{"path": "b\\u0000c", "content": "%s"}]}' % b64("x")).encode()
     r = api.post(f"sandbox/{sid}/files", key=sandboxes.key, data=raw,
@@ -211,12 +215,23 @@ def test_write_fifo_or_device_refused(sandboxes, sandbox):
 
 def test_invalid_base64_422(sandboxes, sandbox):
     sid = sandbox["sandbox_id"]
-    for bad in ("!!!!", "abc", "YQ=", "YQ==YQ==", "Y Q==", "YR==", "é"):
-        r = sandboxes.write_files(sid, [{"path": "ok.txt", "content": "YQ=="},
-                                        {"path": "bad.txt", "content": bad}])
+    # (unpadded base64 such as "abc" is accepted by design)
+    for bad in ("!!!!", "a", "YQ=", "YQ==YQ==", "Y Q==", "YR==", "é", "YQ==\n"):
+        r = sandboxes.write_files(sid, [{"path": "bad.txt", "content": bad}])
         assert_error(r, 422, "validation_error")
-    # nothing of a refused request was written... at least not the bad file
-    assert_error(sandboxes.read_file(sid, "bad.txt"), 404)
+    assert sandboxes.read_file(sid, "bad.txt").status_code == 404
+
+
+def test_invalid_base64_writes_nothing(sandboxes, sandbox):
+    """A request is validated as a whole before anything is written (api-files.c says so):
+    a bad files[1] must not leave files[0] behind."""
+    sid = sandbox["sandbox_id"]
+    r = sandboxes.write_files(sid, [{"path": "first.txt", "content": "YQ=="},
+                                    {"path": "second.txt", "content": "!!!!"}])
+    assert_error(r, 422, "validation_error")
+    assert sandboxes.read_file(sid, "second.txt").status_code == 404
+    r = sandboxes.read_file(sid, "first.txt")
+    assert r.status_code == 404, f"files[0] was written by a refused request: {r.text[:200]}"
 
 
 @pytest.mark.parametrize("body", [
@@ -243,7 +258,7 @@ def test_too_many_files_422(sandboxes, sandbox):
     sid = sandbox["sandbox_id"]
     files = [{"path": f"n/{i}", "content": ""} for i in range(1001)]
     assert_error(sandboxes.write_files(sid, files), 422, "validation_error")
-    assert_error(sandboxes.read_file(sid, "n"), 404)
+    assert sandboxes.read_file(sid, "n").status_code == 404
     # exactly the limit is fine
     r = sandboxes.write_files(sid, files[:1000], timeout=120)
     assert r.status_code == 200, r.text[:300]
