@@ -142,6 +142,7 @@ class Daemon:
         self.stderr_path = self.workdir / f"{name}.stderr.log"
         self.state_dir = self.workdir / f"{name}-state"
         self.exit_code = None
+        self.shutdown_checked = False
 
     # -- life cycle --
     def start(self):
@@ -224,6 +225,10 @@ class Daemon:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def shutdown_problems(self):
+        """SIGTERM and check the exit (see shutdown_problems())."""
+        return shutdown_problems(self)
+
     # -- output --
     def stdout_bytes(self):
         try:
@@ -288,8 +293,12 @@ class _PortInUse(Exception):
     pass
 
 
-def stop_and_check(d):
-    """Graceful shutdown: SIGTERM → exit 0 within 10 s, and no sanitizer report."""
+def shutdown_problems(d):
+    """Graceful shutdown: SIGTERM → exit 0 within 10 s, and no sanitizer report. Returns the
+    list of problems (empty when clean); the daemon is stopped either way."""
+    if d.shutdown_checked:
+        return []
+    d.shutdown_checked = True
     was_alive = d.alive()
     rc = d.stop()
     problems = []
@@ -302,6 +311,11 @@ def stop_and_check(d):
     reports = d.sanitizer_reports()
     if reports:
         problems.append(f"{d.name} stderr holds sanitizer reports: {reports}")
+    return problems
+
+
+def stop_and_check(d):
+    problems = shutdown_problems(d)
     if problems:
         pytest.fail("; ".join(problems) + "\n" + d.tail(60), pytrace=False)
 
@@ -490,6 +504,19 @@ def daemon_log(daemon):
 # ---------------------------------------------------------------------------------------------
 # Reporting: on a failed test, attach the daemon's log lines written during that test.
 # ---------------------------------------------------------------------------------------------
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests marked `last` (the graceful-shutdown check of the session daemon) run after every
+    other test of the session, so that their result is reported on their own name rather than
+    as a tear-down error of whichever test happened to run last."""
+    last = [i for i in items if i.get_closest_marker("last")]
+    if last:
+        items[:] = [i for i in items if not i.get_closest_marker("last")] + last
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "last: run after every other test of the session")
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
