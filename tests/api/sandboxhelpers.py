@@ -293,3 +293,78 @@ def ps_lines():
 
 def auth_headers(key):
     return auth(key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Private daemons on a private Postgres cluster
+# ---------------------------------------------------------------------------------------------
+# Two daemons on one database reconcile each other's sandboxes: a daemon's reconciler marks
+# every `running` row its own runtime does not have as `error` (loops.c). Tests that start
+# their own daemon (restart, concurrency) therefore use a second cluster, so that the session
+# daemon and theirs never see each other's rows.
+
+def _conftest():
+    import conftest  # the harness module pytest already imported (tests/api is on sys.path)
+    return conftest
+
+
+@pytest.fixture(scope="session")
+def aux_pg():
+    c = _conftest()
+    repo = Path(__file__).resolve().parents[2]
+    datadir = os.environ.get("SANDBOXD_TEST_AUX_PG_DIR", str(repo / ".state" / "pg-test-aux"))
+    port = os.environ.get("SANDBOXD_TEST_AUX_PG_PORT", "55435")
+    p = c.Postgres(datadir, port)
+    p.start()
+    p.reset()
+    return p
+
+
+class PrivateDaemon:
+    """A daemon of our own (the harness's Daemon class) on the aux cluster, in a directory
+    the sandbox user can traverse. Stops everything it started at the end."""
+
+    def __init__(self, pg, workdir, name, extra_env=None):
+        c = _conftest()
+        make_traversable(workdir)
+        self.d = c.Daemon(pg, workdir, name, extra_env)
+        self.api = None
+
+    def start(self):
+        c = _conftest()
+        self.d.start()
+        make_traversable(self.d.state_dir)
+        if c._DAEMONS.count(self.d) == 0:
+            c._DAEMONS.append(self.d)  # log excerpts on failure, killed at session end
+        self.api = c.Api(self.d.base)
+        return self
+
+    @property
+    def state_dir(self):
+        return self.d.state_dir
+
+    def register(self):
+        from apihelpers import unique_email, unique_name
+        r = self.api.post("register", json={"email": unique_email(),
+                                            "organization_name": unique_name("Org")})
+        assert r.status_code in (200, 201), r.text
+        return r.json()
+
+    def kill9(self):
+        self.d.proc.send_signal(signal.SIGKILL)
+        self.d.proc.wait(timeout=10)
+        self.d.proc = None
+
+    def leftover_pids(self):
+        return all_prefix_pids(self.state_dir)
+
+    def shutdown(self):
+        """SIGTERM (must exit 0), then kill whatever sandbox processes are left."""
+        rc = None
+        if self.d.alive():
+            rc = self.d.stop()
+        for pids in all_prefix_pids(self.state_dir).values():
+            kill_pids(pids)
+        if self.api:
+            self.api.session.close()
+        return rc
