@@ -145,7 +145,10 @@ SMALL_LIMIT = 4096
 
 @pytest.fixture(scope="module")
 def small_body_daemon(start_daemon):
-    return start_daemon("sandboxd-smallbody", {"SANDBOXD_HTTP_MAX_BODY_BYTES": str(SMALL_LIMIT)})
+    d = start_daemon("sandboxd-smallbody", {"SANDBOXD_HTTP_MAX_BODY_BYTES": str(SMALL_LIMIT)})
+    yield d
+    problems = d.shutdown_problems()
+    assert not problems, "; ".join(problems) + "\n" + d.tail(60)
 
 
 def test_body_over_limit_is_413(small_body_daemon):
