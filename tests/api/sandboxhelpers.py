@@ -60,16 +60,21 @@ class SandboxClient:
     """Sandbox calls for one API key against one Api (base URL + session). Remembers every
     sandbox it created so that the fixture can delete them at the end of the test."""
 
-    def __init__(self, api, key, org_id=None):
+    def __init__(self, api, key, org_id=None, state_dir=None):
         self.api = api
         self.key = key
         self.org_id = org_id
+        self.state_dir = state_dir
         self.created = []
 
     # raw calls (return the requests.Response)
     def create_raw(self, body=None, **kw):
         if body is None:
             body = {}
+        if self.state_dir is not None:
+            # other pytest sessions on this machine reset /tmp/pytest-of-<user> to 0700 when
+            # they start (pytest's own permission check): re-open the path before each create
+            make_traversable(self.state_dir)
         if isinstance(body, (bytes, str)):
             r = self.api.post("sandbox/create", key=self.key, data=body,
                               headers={"Content-Type": "application/json"}, **kw)
@@ -184,7 +189,7 @@ def make_traversable(path):
             os.chmod(d, (m & 0o7777) | 0o001)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def traversable_state(daemon):
     make_traversable(daemon.state_dir)
     return daemon
@@ -193,7 +198,7 @@ def traversable_state(daemon):
 @pytest.fixture
 def sandboxes(api, org, traversable_state):
     """A SandboxClient for a fresh org; every sandbox it created is deleted afterwards."""
-    c = SandboxClient(api, org.key, org.org_id)
+    c = SandboxClient(api, org.key, org.org_id, traversable_state.state_dir)
     c.account = org
     yield c
     c.cleanup()
@@ -212,7 +217,8 @@ def client_for(api, traversable_state):
 
     def _make(who, a=None):
         key = getattr(who, "key", who)
-        c = SandboxClient(a or api, key, getattr(who, "org_id", None))
+        c = SandboxClient(a or api, key, getattr(who, "org_id", None),
+                          traversable_state.state_dir)
         made.append(c)
         return c
 

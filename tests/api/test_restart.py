@@ -36,7 +36,7 @@ def private_daemon(aux_pg, tmp_path_factory):
 
 
 def _client(pd, key):
-    return SandboxClient(pd.api, key)
+    return SandboxClient(pd.api, key, state_dir=pd.state_dir)
 
 
 def _all_statuses(c, ids):

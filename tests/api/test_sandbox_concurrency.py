@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from sandboxhelpers import (PrivateDaemon, SandboxClient, all_prefix_pids, cgroup_prefix,
-                            wait_until)
+                            make_traversable, wait_until)
 from sandboxhelpers import aux_pg  # noqa: F401 (fixture)
 
 N_SANDBOXES = 50
@@ -31,7 +31,7 @@ def test_50_sandboxes_200_execs(big_daemon, aux_pg):
     reg = pd.register()
     key, org_id = reg["api_key"]["key"], reg["organization"]["id"]
     aux_pg.sql("UPDATE orgs SET plan = 'enterprise' WHERE id = %s", (org_id,))
-    c = SandboxClient(pd.api, key)
+    c = SandboxClient(pd.api, key, state_dir=pd.state_dir)
 
     def create(_):
         # one Session per thread would be nicer; requests.Session is thread-safe enough for
@@ -41,6 +41,7 @@ def test_50_sandboxes_200_execs(big_daemon, aux_pg):
             "application/json") else r.text
 
     try:
+        make_traversable(pd.state_dir)
         with ThreadPoolExecutor(16) as ex:
             results = list(ex.map(create, range(N_SANDBOXES)))
         bad = [r for r in results if r[0] != 201]
