@@ -153,7 +153,8 @@ static int load_dir(const char *dir, struct migration_set *ret, char *err, size_
         s.v = xrealloc(s.v, (s.n + 1) * sizeof(*s.v));
         s.v[s.n++] = m;
     }
-    qsort(s.v, s.n, sizeof(*s.v), cmp_migration);
+    if (s.n > 1)
+        qsort(s.v, s.n, sizeof(*s.v), cmp_migration);
     for (size_t i = 1; i < s.n; i++) {
         if (s.v[i].version == s.v[i - 1].version) {
             errf(err, errlen, "%s and %s have the same version", s.v[i - 1].name, s.v[i].name);
@@ -241,10 +242,10 @@ static int apply_one(struct db *db, const struct migration *m, char *err, size_t
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
         const char *pos = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION);
         char where[32] = "";
-        r = db_record_error(db, res);
-        PQclear(res);
         if (pos)
             snprintf(where, sizeof(where), ", line %d", line_of(m->sql, atol(pos)));
+        r = db_record_error(db, res);
+        PQclear(res);
         errf(err, errlen, "%s: %s (SQLSTATE %s%s)", m->name, db->err.message,
              db->err.sqlstate[0] ? db->err.sqlstate : "none", where);
         res = PQexec(db->conn, "ROLLBACK");
