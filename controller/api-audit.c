@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "controller/api.h"
 #include "controller/pgjson.h"
+#include "controller/validate.h"
 #include "storage/db.h"
 
 #define AUDIT_MAX_LIMIT 1000
@@ -64,7 +65,7 @@ API_HANDLER(api_audit_list)
         return;
     }
     const char *start = http_query(req, "start_time"), *end = http_query(req, "end_time");
-    if ((start && strlen(start) > 64) || (end && strlen(end) > 64)) {
+    if ((start && !v_iso8601(start)) || (end && !v_iso8601(end))) {
         http_error(resp, 400, "invalid_query", "start_time and end_time must be ISO 8601");
         return;
     }

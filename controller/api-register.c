@@ -39,8 +39,14 @@ static void make_slug(const char *name, char *out, size_t outlen)
     while (n > 0 && out[n - 1] == '-')
         n--;
     out[n] = '\0';
-    if (n == 0)
-        snprintf(out, outlen, "org");
+    if (n == 0) {
+        /* Nothing usable in the name (e.g. only non-Latin letters): a random slug. */
+        char rnd[9];
+        sbx_random_base62(rnd, 8);
+        for (char *c = rnd; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        snprintf(out, outlen, "org-%s", rnd);
+    }
 }
 
 static void lower(char *s)
@@ -96,6 +102,10 @@ API_HANDLER(api_register)
         v_string(body, "last_name", false, 0, NAME_MAX_LEN, &last, resp) < 0 ||
         v_string(body, "use_case", false, 0, USE_CASE_MAX_LEN, &use_case, resp) < 0)
         return;
+    if (!v_not_blank(org_name)) {
+        http_error(resp, 422, "validation_error", "field 'organization_name' must not be blank");
+        return;
+    }
     if (!v_email(email)) {
         http_error(resp, 422, "validation_error", "field 'email' is not a valid e-mail address");
         return;

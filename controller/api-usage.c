@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "controller/api.h"
 #include "controller/pgjson.h"
+#include "controller/validate.h"
 #include "storage/db.h"
 
 /* Prices used for estimated_cost_cents (documented in openapi.yaml). */
@@ -85,7 +86,7 @@ API_HANDLER(api_usage_history)
         return;
     }
     const char *start = http_query(req, "start_date"), *end = http_query(req, "end_date");
-    if ((start && strlen(start) > 64) || (end && strlen(end) > 64)) {
+    if ((start && !v_iso8601(start)) || (end && !v_iso8601(end))) {
         http_error(resp, 400, "invalid_query", "start_date and end_date must be ISO 8601");
         return;
     }

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "common/json.h"
+#include "controller/validate.h"
 
 static const char *const method_names[_HTTP_METHOD_MAX] = {
     [HTTP_GET] = "GET",       [HTTP_POST] = "POST", [HTTP_PUT] = "PUT",
@@ -124,6 +125,10 @@ int http_parse_json_body(const struct http_request *req, struct http_response *r
         http_error(resp, 400, "invalid_json", "request body is empty; a JSON object is required");
         return -EINVAL;
     }
+    if (!v_utf8(req->body.data, req->body.len)) {
+        http_error(resp, 400, "invalid_json", "request body is not valid UTF-8");
+        return -EINVAL;
+    }
     char err[256];
     yajl_val v = NULL;
     int r = sbx_json_parse(req->body.data, req->body.len, SIZE_MAX, max_depth, &v, err,
@@ -134,7 +139,7 @@ int http_parse_json_body(const struct http_request *req, struct http_response *r
     }
     if (!YAJL_IS_OBJECT(v)) {
         yajl_tree_free(v);
-        http_error(resp, 400, "invalid_json", "request body must be a JSON object");
+        http_error(resp, 422, "validation_error", "request body must be a JSON object");
         return -EINVAL;
     }
     *ret = v;

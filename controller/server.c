@@ -460,29 +460,6 @@ static int on_http(struct server *srv, struct lws *wsi, struct pss *pss, const c
         return -1;
     }
 
-    /* Body framing: lws cannot read chunked bodies; duplicate lengths are smuggling shapes. */
-    bool has_te = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
-    long long cl = content_length(wsi);
-    bool wants_body = job->req.method == HTTP_POST || job->req.method == HTTP_PUT ||
-                      job->req.method == HTTP_PATCH;
-    if (has_te || (wants_body && cl == -1)) {
-        http_error(&job->resp, 411, "length_required",
-                   "a Content-Length header is required (chunked bodies are not supported)");
-        write_now_and_close(wsi, job);
-        return -1;
-    }
-    if (cl == -2) {
-        http_error(&job->resp, 400, "invalid_request", "invalid Content-Length header");
-        write_now_and_close(wsi, job);
-        return -1;
-    }
-    if (cl > (long long)srv->opt.max_body_bytes) {
-        http_error(&job->resp, 413, "payload_too_large",
-                   "request body exceeds the limit of %zu bytes", srv->opt.max_body_bytes);
-        write_now_and_close(wsi, job);
-        return -1;
-    }
-
     int r = router_match(routes, n_routes, job->req.method, job->req.path, &job->req.route,
                          job->req.params, &job->req.n_params, job->allow, sizeof(job->allow));
     if (r == -ENOENT) {
@@ -494,7 +471,30 @@ static int on_http(struct server *srv, struct lws *wsi, struct pss *pss, const c
                    http_method_name(job->req.method));
     }
 
-    if (cl > 0 || (wants_body && cl == 0)) {
+    /* Body framing: lws cannot read chunked bodies; duplicate lengths are smuggling shapes.
+     * When the body cannot be read, answer (routing errors first) and close. */
+    bool has_te = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+    long long cl = content_length(wsi);
+    bool wants_body = job->req.method == HTTP_POST || job->req.method == HTTP_PUT ||
+                      job->req.method == HTTP_PATCH;
+    if (has_te || (wants_body && cl == -1) || cl == -2) {
+        if (!job->early && cl == -2)
+            http_error(&job->resp, 400, "invalid_request", "invalid Content-Length header");
+        else if (!job->early)
+            http_error(&job->resp, 411, "length_required",
+                       "a Content-Length header is required (chunked bodies are not supported)");
+        write_now_and_close(wsi, job);
+        return -1;
+    }
+    if (cl > (long long)srv->opt.max_body_bytes) {
+        if (!job->early)
+            http_error(&job->resp, 413, "payload_too_large",
+                       "request body exceeds the limit of %zu bytes", srv->opt.max_body_bytes);
+        write_now_and_close(wsi, job);
+        return -1;
+    }
+
+    if (cl > 0) {
         if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_EXPECT) > 0) {
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
             unsigned char b[LWS_PRE + sizeof(cont)];

@@ -136,3 +136,60 @@ bool v_email(const char *s)
             return false;
     return true;
 }
+
+static bool digits(const char **p, int n)
+{
+    for (int i = 0; i < n; i++, (*p)++)
+        if (**p < '0' || **p > '9')
+            return false;
+    return true;
+}
+
+bool v_iso8601(const char *s)
+{
+    const char *p = s;
+    if (!s || strlen(s) > 40 || !digits(&p, 4) || *p++ != '-' || !digits(&p, 2) ||
+        *p++ != '-' || !digits(&p, 2))
+        return false;
+    if (!*p)
+        return true;
+    if (*p != 'T' && *p != 't' && *p != ' ')
+        return false;
+    p++;
+    if (!digits(&p, 2) || *p++ != ':' || !digits(&p, 2))
+        return false;
+    if (*p == ':') {
+        p++;
+        if (!digits(&p, 2))
+            return false;
+        if (*p == '.') {
+            p++;
+            if (*p < '0' || *p > '9')
+                return false;
+            while (*p >= '0' && *p <= '9')
+                p++;
+        }
+    }
+    if (!*p)
+        return true;
+    if (*p == 'Z' || *p == 'z')
+        return p[1] == '\0';
+    if (*p != '+' && *p != '-')
+        return false;
+    p++;
+    if (!digits(&p, 2))
+        return false;
+    if (*p == ':')
+        p++;
+    if (*p && !digits(&p, 2))
+        return false;
+    return *p == '\0';
+}
+
+bool v_not_blank(const char *s)
+{
+    for (; s && *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r' && *s != '\f' && *s != '\v')
+            return true;
+    return false;
+}

@@ -22,5 +22,9 @@ int v_string_map(yajl_val obj, const char *key, size_t max_entries, size_t max_l
                  yajl_val *ret, struct http_response *resp);
 /* Valid UTF-8 check for strings that came from elsewhere than yajl. */
 bool v_utf8(const char *s, size_t n);
+/* An ISO 8601 / RFC 3339 date or date-time: YYYY-MM-DD[(T| )hh:mm[:ss[.frac]][Z|±hh[:mm]]]. */
+bool v_iso8601(const char *s);
+/* A string with at least one non-whitespace character. */
+bool v_not_blank(const char *s);
 /* An e-mail address of a plausible shape: local@domain.tld, no spaces, ≤ 254 bytes. */
 bool v_email(const char *s);

@@ -63,7 +63,7 @@ static void test_body(void)
     is_int(resp.status, 400, "truncated → 400");
     is_str(resp.error_code, "invalid_json", "invalid_json code");
     parse("application/json", "[1,2]", &resp, &v);
-    is_int(resp.status, 400, "array body → 400");
+    is_int(resp.status, 422, "array body (well-formed, wrong type) → 422");
     parse("application/json", "{\"a\":\"\xff\"}", &resp, &v);
     is_int(resp.status, 400, "invalid UTF-8 → 400");
     parse("application/json", "[[[[[[[[[[[[1]]]]]]]]]]]]", &resp, &v);
@@ -116,6 +116,16 @@ static void test_validate(void)
     ok(!v_email("a@@b.co"), "two @");
     ok(!v_email("a b@c.co"), "space");
     ok(!v_email("@b.co"), "empty local part");
+    ok(v_iso8601("2026-11-22"), "date");
+    ok(v_iso8601("2026-11-22T01:02:03Z"), "date-time Z");
+    ok(v_iso8601("2026-11-22T01:02:03.123456+01:00"), "fraction and offset");
+    ok(v_iso8601("2026-11-22 01:02"), "space separator, no seconds");
+    ok(!v_iso8601("yesterday"), "PostgreSQL's special words are not ISO 8601");
+    ok(!v_iso8601("2026-11-22T"), "dangling T");
+    ok(!v_iso8601("2026-1-22"), "one-digit month");
+    ok(!v_iso8601("2026-11-22T01:02:03Zjunk"), "trailing junk");
+    ok(v_not_blank(" a "), "not blank");
+    ok(!v_not_blank(" \t\n"), "blank");
 }
 
 int main(void)
