@@ -18,7 +18,8 @@
  * lws closes a raw wsi on POLLHUP without POLLIN, which also happens while reads are paused:
  * RAW_CLOSE_FILE therefore drains what is left in the pipe (bounded by the pipe size) before
  * the fd goes, so no byte is lost. The fds handed to lws are owned by lws (the exec's fields
- * are set to -1); ctl_fd stays with the exec (signal/resize write to it) and lws gets a dup.
+ * are set to -1); ctl_fd and the pty stay with the exec (signal/resize use them) and lws gets
+ * dups of them.
  *
  * A 100 ms timer on the client wsi ("tick") enforces the command timeout, notices an SSE
  * client that went away (recv MSG_PEEK: lws does not read an idle SSE socket), ends the wait
@@ -618,8 +619,10 @@ int stream_start(struct stream *st)
     if (!st->raw_ctl)
         return -EIO;
     if (st->tty) {
-        int fd = e->pty_fd;
-        e->pty_fd = -1;
+        /* A dup: the exec keeps its pty fd for sbx_exec_resize(). */
+        int fd = fcntl(e->pty_fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0)
+            return -errno;
         st->raw_out = adopt(st, fd);
         st->err_eof = true;
         if (!st->raw_out)
@@ -693,7 +696,9 @@ static int on_stdin_writeable(struct stream *st, struct lws *wsi)
         lws_rx_flow_control(st->client, 1);
     }
     if (st->in.head) {
-        lws_callback_on_writable(wsi);
+        /* lws clears POLLOUT of a raw file *after* this callback, so asking for WRITEABLE
+         * here would be lost: re-arm from the next loop iteration (TIMER below). */
+        lws_set_timer_usecs(wsi, 1);
         return 0;
     }
     if (st->in_eof_wanted && !st->tty && wsi == st->raw_in)
@@ -820,6 +825,10 @@ int stream_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (st && !st->killed && wsi == stdin_wsi(st))
             return on_stdin_writeable(st, wsi);
         return 0;
+    case LWS_CALLBACK_TIMER:
+        if (st && !st->killed && wsi == stdin_wsi(st))
+            stream_stdin_kick(st);
+        return 0;
     case LWS_CALLBACK_RAW_CLOSE_FILE:
         if (st) {
             lws_set_opaque_user_data(wsi, NULL);
@@ -935,7 +944,9 @@ int stream_http_attach(struct stream *st, struct lws *wsi, const char *request_i
         stream_discard(st);
         return -1;
     }
-    lws_http_mark_sse(wsi);
+    /* No request timeout for the stream's lifetime. (lws_http_mark_sse() only detaches the
+     * header table on HTTP/1.1 and logs an error about h2 substreams.) */
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
     stream_register(st);
     st->client = wsi;
     stream_ref(st);
