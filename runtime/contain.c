@@ -78,6 +78,11 @@ _Noreturn void rt_contain_child(const struct rt_contain_args *a)
     if (n != 1 || c != 'G')
         _exit(127); /* the spawner gave up on us */
 
+    /* Resolve the host directories while our fsuid is still the host root's. */
+    struct rt_rootfs_fds fds;
+    int r = rt_rootfs_open(&a->fs, &fds);
+    if (r < 0)
+        fail(sync_fd, "open state dirs", -r);
     if (setgroups(0, NULL) < 0)
         fail(sync_fd, "setgroups(0)", errno);
     if (setresgid(0, 0, 0) < 0)
@@ -87,7 +92,7 @@ _Noreturn void rt_contain_child(const struct rt_contain_args *a)
     if (unshare(CLONE_NEWCGROUP) < 0)
         fail(sync_fd, "unshare(cgroup)", errno);
 
-    int r = rt_rootfs_setup(&a->fs, &step);
+    r = rt_rootfs_setup(&a->fs, &fds, &step);
     if (r < 0)
         fail(sync_fd, step, -r);
     if (sethostname("sandbox", 7) < 0)

@@ -77,15 +77,42 @@ static int touch(const char *path)
     return 0;
 }
 
-int rt_rootfs_setup(const struct rt_rootfs *fs, const char **step)
+int rt_rootfs_open(const struct rt_rootfs *fs, struct rt_rootfs_fds *ret)
 {
-    char opts[64];
+    char parent[4096];
+    const char *slash = strrchr(fs->root_dir, '/');
+    size_t n = slash ? (size_t)(slash - fs->root_dir) : 0;
+    if (!slash || n >= sizeof parent || !slash[1])
+        return -EINVAL;
+    memcpy(parent, fs->root_dir, n);
+    parent[n ? n : 1] = '\0';
+    if (!n)
+        parent[0] = '/';
+    int pfd = open(parent, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0)
+        return -errno;
+    int wfd = open(fs->workspace, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (wfd < 0) {
+        int r = -errno;
+        close(pfd);
+        return r;
+    }
+    *ret = (struct rt_rootfs_fds){ .root_parent_fd = pfd, .root_name = slash + 1,
+                                   .workspace_fd = wfd };
+    return 0;
+}
+
+int rt_rootfs_setup(const struct rt_rootfs *fs, const struct rt_rootfs_fds *fds,
+                    const char **step)
+{
+    char opts[64], ws_src[40];
     static const char *const devs[] = { "null", "zero", "full", "random", "urandom", "tty" };
 
     TRY("private", mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
-    TRY("root tmpfs", mount("tmpfs", fs->root_dir, "tmpfs", MS_NOSUID | MS_NODEV,
+    TRY("chdir state", fchdir(fds->root_parent_fd));
+    TRY("root tmpfs", mount("tmpfs", fds->root_name, "tmpfs", MS_NOSUID | MS_NODEV,
                             "size=16m,mode=0755"));
-    TRY("chdir root", chdir(fs->root_dir));
+    TRY("chdir root", chdir(fds->root_name));
     static const char *const dirs[] = { "usr", "etc", "workspace", "tmp", "proc", "dev", ".gen" };
     for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++)
         TRY("mkdir", mkdir(dirs[i], 0755));
@@ -113,10 +140,11 @@ int rt_rootfs_setup(const struct rt_rootfs *fs, const char **step)
         if ((r = bind_ro(".gen/group", "etc/group", MS_NOSUID | MS_NODEV, step)) < 0)
             return r;
 
-    TRY("workspace bind", mount(fs->workspace, "workspace", NULL, MS_BIND, NULL));
+    snprintf(ws_src, sizeof ws_src, "/proc/self/fd/%d", fds->workspace_fd);
+    TRY("workspace bind", mount(ws_src, "workspace", NULL, MS_BIND, NULL));
     TRY("workspace remount", mount(NULL, "workspace", NULL,
                                    MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV |
-                                       locked_flags(fs->workspace), NULL));
+                                       locked_flags("workspace"), NULL));
 
     snprintf(opts, sizeof opts, "size=%llu,mode=1777", (unsigned long long)fs->tmp_size);
     TRY("tmp", mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts));
@@ -146,6 +174,8 @@ int rt_rootfs_setup(const struct rt_rootfs *fs, const char **step)
 
     TRY("pivot_root", syscall(SYS_pivot_root, ".", "."));
     TRY("detach old root", umount2(".", MNT_DETACH));
+    close(fds->root_parent_fd);
+    close(fds->workspace_fd);
     TRY("chdir /", chdir("/"));
     /* the generated files stay alive through their bind mounts */
     unlink("/.gen/passwd");

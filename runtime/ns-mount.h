@@ -12,5 +12,18 @@ struct rt_rootfs {
     uint64_t tmp_size;      /* /tmp and /dev/shm size */
 };
 
+/* Host directories the contain child resolves while it still has the host root's fsuid
+ * (before setresuid into the namespace): the mapped root could not traverse a state_dir below
+ * a 0700 directory (/root, pytest's /tmp/pytest-of-root). */
+struct rt_rootfs_fds {
+    int root_parent_fd;     /* O_PATH of dirname(root_dir) */
+    const char *root_name;  /* basename(root_dir), looked up from root_parent_fd */
+    int workspace_fd;       /* O_PATH of workspace, bound through /proc/self/fd */
+};
+
+/* Opens the fds above; call before setresuid(0) in the child. Allocation-free: root_name
+ * points into root_dir. Returns 0 or -errno. */
+int rt_rootfs_open(const struct rt_rootfs *fs, struct rt_rootfs_fds *ret);
 /* Returns 0 or -errno with *step naming the failed mount step (static string). */
-int rt_rootfs_setup(const struct rt_rootfs *fs, const char **step);
+int rt_rootfs_setup(const struct rt_rootfs *fs, const struct rt_rootfs_fds *fds,
+                    const char **step);
