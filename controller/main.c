@@ -190,6 +190,8 @@ int main(int argc, char **argv)
         .max_json_depth = app.cfg.http.max_json_depth,
         .idle_timeout_s = (unsigned)app.cfg.http.idle_timeout,
         .request_timeout_s = (unsigned)app.cfg.http.request_timeout,
+        /* a buffered execute may run for exec_timeout_max, plus time to collect the output */
+        .long_request_timeout_s = (unsigned)app.cfg.limits.exec_timeout_max + 30,
         .max_connections = app.cfg.http.max_connections,
     };
     struct server *srv = NULL;

@@ -25,6 +25,7 @@ struct route {
     const char *action;    /* audit action for mutating routes, NULL = not audited */
     route_handler_fn handler;
     bool streams;          /* handler may return a stream (SSE / WebSocket) */
+    bool long_running;     /* the handler may legitimately run up to limits.exec_timeout_max */
 };
 
 /* Returns 0 and fills *ret / params on a match; -ENOENT when no pattern matches the path;

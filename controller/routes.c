@@ -41,7 +41,7 @@ const struct route routes[] = {
     MUTATE(HTTP_GET, "/api/v1/sandbox/:id/files", AUTH_SCOPE_READ, "file.read", api_files_read),
     { .method = HTTP_POST, .pattern = "/api/v1/sandbox/:id/execute", .auth = true,
       .scope = AUTH_SCOPE_EXECUTE, .action = "command.execute", .handler = api_exec,
-      .streams = true },
+      .streams = true, .long_running = true },
     /* Upgraded requests never reach the router (stream.c); a plain GET gets 426. */
     PUBLIC(HTTP_GET, "/api/v1/sandbox/:id/exec/ws", api_exec_ws_plain),
 

@@ -277,7 +277,10 @@ static void enqueue(struct server *srv, struct job *job)
 {
     push_work(srv, job);
     lws_rx_flow_control(job->wsi, 0);
-    lws_set_timeout(job->wsi, PENDING_TIMEOUT_HTTP_CONTENT, (int)srv->opt.request_timeout_s);
+    unsigned t = job->req.route && job->req.route->long_running
+                     ? MAX(srv->opt.request_timeout_s, srv->opt.long_request_timeout_s)
+                     : srv->opt.request_timeout_s;
+    lws_set_timeout(job->wsi, PENDING_TIMEOUT_HTTP_CONTENT, (int)t);
 }
 
 static void drain_done(struct server *srv)

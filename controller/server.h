@@ -24,6 +24,7 @@ struct server_options {
     unsigned max_json_depth;
     unsigned idle_timeout_s;
     unsigned request_timeout_s;
+    unsigned long_request_timeout_s; /* routes marked long_running (buffered execute) */
     unsigned max_connections;
 };
 
