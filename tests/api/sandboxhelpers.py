@@ -71,10 +71,6 @@ class SandboxClient:
     def create_raw(self, body=None, **kw):
         if body is None:
             body = {}
-        if self.state_dir is not None:
-            # other pytest sessions on this machine reset /tmp/pytest-of-<user> to 0700 when
-            # they start (pytest's own permission check): re-open the path before each create
-            make_traversable(self.state_dir)
         if isinstance(body, (bytes, str)):
             r = self.api.post("sandbox/create", key=self.key, data=body,
                               headers={"Content-Type": "application/json"}, **kw)
@@ -175,23 +171,10 @@ def wait_status(client, sid, want, timeout=15.0):
     return wait_until(check, timeout) or last
 
 
-def make_traversable(path):
-    """The sandbox's user-namespace root (host uid 100000) must be able to reach the daemon's
-    state dir to mount the sandbox root there; pytest's temporary directories are 0700. Adds
-    o+x (search, not read) to every ancestor that lacks it."""
-    p = Path(path).resolve()
-    for d in [p, *p.parents]:
-        try:
-            m = d.stat().st_mode
-        except FileNotFoundError:
-            continue
-        if not m & 0o001:
-            os.chmod(d, (m & 0o7777) | 0o001)
-
-
 @pytest.fixture
 def traversable_state(daemon):
-    make_traversable(daemon.state_dir)
+    """The session daemon (its state dir sits below pytest's 0700 temporary directories; the
+    runtime resolves its paths as host root before entering the user namespace, ad4747b)."""
     return daemon
 
 
@@ -332,14 +315,12 @@ class PrivateDaemon:
 
     def __init__(self, pg, workdir, name, extra_env=None):
         c = _conftest()
-        make_traversable(workdir)
         self.d = c.Daemon(pg, workdir, name, extra_env)
         self.api = None
 
     def start(self):
         c = _conftest()
         self.d.start()
-        make_traversable(self.d.state_dir)
         if c._DAEMONS.count(self.d) == 0:
             c._DAEMONS.append(self.d)  # log excerpts on failure, killed at session end
         self.api = c.Api(self.d.base)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from sandboxhelpers import (PrivateDaemon, SandboxClient, all_prefix_pids, cgroup_prefix,
-                            make_traversable, wait_until)
+                            wait_until)
 from sandboxhelpers import aux_pg  # noqa: F401 (fixture)
 
 N_SANDBOXES = 50
@@ -41,7 +41,6 @@ def test_50_sandboxes_200_execs(big_daemon, aux_pg):
             "application/json") else r.text
 
     try:
-        make_traversable(pd.state_dir)
         with ThreadPoolExecutor(16) as ex:
             results = list(ex.map(create, range(N_SANDBOXES)))
         bad = [r for r in results if r[0] != 201]

@@ -187,9 +187,16 @@ def test_list_other_org_id_refused_or_empty(sandboxes, register):
 
 # ------------------------------------------------------------------------------ bad input
 
-@pytest.mark.parametrize("raw", [b"{", b"[]", b"\"x\"", b"{\"cpus\": }", b"nul"])
+@pytest.mark.parametrize("raw", [b"{", b"{\"cpus\": }", b"nul", b"{\"a\":1}x", b"\xff"])
 def test_create_malformed_json(sandboxes, raw):
-    assert_error(sandboxes.create_raw(raw), 400, "invalid_json")
+    assert_error(sandboxes.create_raw(raw), 400)
+    assert sandboxes.list().json()["sandboxes"] == []
+
+
+@pytest.mark.parametrize("raw", [b"[]", b"\"x\"", b"42", b"null"])
+def test_create_non_object_json(sandboxes, raw):
+    assert_error(sandboxes.create_raw(raw), 422)
+    assert sandboxes.list().json()["sandboxes"] == []
 
 
 @pytest.mark.parametrize("body", [
