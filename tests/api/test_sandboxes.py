@@ -7,7 +7,7 @@ import pytest
 
 from apihelpers import assert_error, is_iso8601
 from sandboxhelpers import (UUID_RE, SANDBOX_STATUSES, SandboxClient, make_key, wait_status,
-                            wait_until, b64, require_execute_endpoint)
+                            b64, require_execute_endpoint)
 from sandboxhelpers import sandboxes, sandbox, client_for, traversable_state  # noqa: F401,E501 (fixtures)
 
 
