@@ -240,7 +240,7 @@ def test_cannot_see_other_sandbox_workspace(sandboxes):
              "cat /proc/*/cmdline 2>/dev/null | tr '\\0' ' '; "
              "find / -xdev -name secret.txt 2>/dev/null; "
              "grep -rs secret- /workspace /tmp /proc/*/environ 2>/dev/null; "
-             f"ls -la /workspace/../ 2>/dev/null; echo done")
+             "ls -la /workspace/../ 2>/dev/null; echo done")
     res = sandboxes.sh(b["sandbox_id"], probe, timeout=30000)
     assert res["stdout"].rstrip().endswith("done"), res
     assert secret not in res["stdout"] and secret not in res["stderr"], res
