@@ -33,7 +33,7 @@ static void file_error(struct http_response *resp, int r, const char *path)
                    "path '%s' is not inside /workspace (or leaves it through a symlink)", path);
         break;
     case -ENOENT:
-        http_error(resp, 404, "file_not_found", "no such file or directory: '%s'", path);
+        http_error(resp, 404, "file_not_found", "file not found: '%s'", path);
         break;
     case -ENOTDIR:
         http_error(resp, 409, "not_a_directory", "a parent of '%s' is not a directory", path);
@@ -50,6 +50,12 @@ static void file_error(struct http_response *resp, int r, const char *path)
     case -E2BIG:
         http_error(resp, 413, "file_too_large", "'%s' exceeds the file size limit", path);
         break;
+    case -ENXIO:
+    case -ENODEV:
+    case -ETXTBSY:
+    case -EOPNOTSUPP:
+        http_error(resp, 409, "not_a_regular_file", "'%s' is not a regular file", path);
+        break;
     case -ENOSPC:
     case -EDQUOT:
         http_error(resp, 507, "insufficient_storage", "the sandbox's storage is full");
@@ -62,7 +68,7 @@ static void file_error(struct http_response *resp, int r, const char *path)
 
 static int check_path(const char *path, struct http_response *resp)
 {
-    if (sbx_path_check(path, strlen(path), NULL) < 0) {
+    if (strlen(path) > SBX_PATH_MAX || sbx_path_check(path, strlen(path), NULL) < 0) {
         http_error(resp, 400, "invalid_path",
                    "path must be relative to /workspace or absolute inside it, without '..' "
                    "leaving it");
@@ -89,25 +95,46 @@ API_HANDLER(api_files_write)
                    cfg->limits.max_files_per_request);
         return;
     }
-    /* Validate everything before writing anything. */
-    for (size_t i = 0; i < files->u.array.len; i++) {
+    /* Validate and decode everything before writing anything. */
+    size_t nfiles = files->u.array.len;
+    struct decoded {
+        const char *path;
+        uint8_t *data;
+        size_t len;
+        unsigned mode;
+    } *dec = xcalloc(nfiles, sizeof(*dec));
+    int r = 0;
+    for (size_t i = 0; i < nfiles && r == 0; i++) {
         yajl_val f = files->u.array.values[i];
         const char *path = NULL, *content = NULL;
         long long mode = 0644;
         if (!YAJL_IS_OBJECT(f)) {
             http_error(resp, 422, "validation_error", "files[%zu] must be an object", i);
-            return;
+            r = -EINVAL;
+            break;
         }
-        if (v_string(f, "path", true, 1, SBX_PATH_MAX, &path, resp) < 0 ||
+        if (v_string(f, "path", true, 1, SIZE_MAX, &path, resp) < 0 ||
             v_string(f, "content", true, 0, SIZE_MAX, &content, resp) < 0 ||
-            v_int(f, "mode", false, 0, 07777, &mode, NULL, resp) < 0)
-            return;
-        if (check_path(path, resp) < 0)
-            return;
+            v_int(f, "mode", false, 0, 07777, &mode, NULL, resp) < 0 ||
+            (r = check_path(path, resp)) < 0) {
+            r = -EINVAL;
+            break;
+        }
+        r = sbx_base64_decode(content, strlen(content), cfg->limits.max_file_bytes, &dec[i].data,
+                              &dec[i].len);
+        if (r == -E2BIG)
+            http_error(resp, 413, "file_too_large", "files[%zu] exceeds %llu bytes", i,
+                       (unsigned long long)cfg->limits.max_file_bytes);
+        else if (r < 0)
+            http_error(resp, 422, "validation_error", "files[%zu].content is not valid base64",
+                       i);
+        dec[i].path = path;
+        dec[i].mode = (unsigned)mode;
     }
-    if (sandbox_require_running(ctx, id, NULL, resp) < 0)
-        return;
-    snprintf(resp->audit.sandbox_id, sizeof(resp->audit.sandbox_id), "%s", id);
+    if (r == 0 && sandbox_require_running(ctx, id, NULL, resp) < 0)
+        r = -ENOENT;
+    if (r == 0)
+        snprintf(resp->audit.sandbox_id, sizeof(resp->audit.sandbox_id), "%s", id);
 
     _cleanup_jgen_ yajl_gen g = sbx_jgen_new();
     yajl_gen_map_open(g);
@@ -115,37 +142,24 @@ API_HANDLER(api_files_write)
     sbx_jgen_key(g, "files");
     yajl_gen_array_open(g);
     uint64_t total = 0;
-    for (size_t i = 0; i < files->u.array.len; i++) {
-        yajl_val f = files->u.array.values[i];
-        const char *path = sbx_json_get_str(f, "path");
-        const char *content = sbx_json_get_str(f, "content");
-        long long mode = 0644;
-        (void)v_int(f, "mode", false, 0, 07777, &mode, NULL, resp);
-        _cleanup_free_ uint8_t *data = NULL;
-        size_t len = 0;
-        int r = sbx_base64_decode(content, strlen(content), cfg->limits.max_file_bytes, &data,
-                                  &len);
-        if (r == -E2BIG) {
-            http_error(resp, 413, "file_too_large", "files[%zu] exceeds %llu bytes", i,
-                       (unsigned long long)cfg->limits.max_file_bytes);
-            return;
-        }
+    for (size_t i = 0; i < nfiles && r == 0; i++) {
+        r = sbx_write_file(ctx->app->rt, id, dec[i].path, dec[i].data, dec[i].len, dec[i].mode,
+                           SBX_WRITE_MKDIRS);
         if (r < 0) {
-            http_error(resp, 422, "validation_error", "files[%zu].content is not valid base64",
-                       i);
-            return;
+            file_error(resp, r, dec[i].path);
+            break;
         }
-        r = sbx_write_file(ctx->app->rt, id, path, data, len, (unsigned)mode, SBX_WRITE_MKDIRS);
-        if (r < 0) {
-            file_error(resp, r, path);
-            return;
-        }
-        total += len;
+        total += dec[i].len;
         yajl_gen_map_open(g);
-        sbx_jgen_kstr(g, "path", path);
-        sbx_jgen_kint(g, "size", (long long)len);
+        sbx_jgen_kstr(g, "path", dec[i].path);
+        sbx_jgen_kint(g, "size", (long long)dec[i].len);
         yajl_gen_map_close(g);
     }
+    for (size_t i = 0; i < nfiles; i++)
+        free(dec[i].data);
+    free(dec);
+    if (r < 0)
+        return;
     yajl_gen_array_close(g);
     sbx_jgen_kint(g, "written", (long long)files->u.array.len);
     yajl_gen_map_close(g);
@@ -192,11 +206,8 @@ API_HANDLER(api_files_read)
         http_error(resp, 400, "invalid_path", "query parameter 'path' is required");
         return;
     }
-    if (strlen(path) > SBX_PATH_MAX || check_path(path, resp) < 0) {
-        if (!resp->status)
-            http_error(resp, 400, "invalid_path", "path is too long");
+    if (check_path(path, resp) < 0)
         return;
-    }
     if (sandbox_require_running(ctx, id, NULL, resp) < 0)
         return;
     snprintf(resp->audit.sandbox_id, sizeof(resp->audit.sandbox_id), "%s", id);

@@ -244,14 +244,14 @@ API_HANDLER(api_sandbox_create)
     const char *params[] = { id,          req->who.org_id, template ? template : "default",
                              cpus_text,   memory_text,     cpus_milli,
                              mem_bytes,   timeout_s,       env_json,
-                             metadata_json, req->who.key_id };
+                             metadata_json, req->who.key_id, ctx->app->instance };
     r = db_query(ctx->db,
                  "INSERT INTO sandboxes (id, org_id, status, template, cpus, memory, cpus_milli, "
                  "  memory_bytes, timeout_seconds, env, metadata, runtime, created_by_key, "
-                 "  expires_at) "
+                 "  runtime_ref, expires_at) "
                  "VALUES ($1, $2, 'creating', $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, "
-                 "  'local', $11, now() + make_interval(secs => $8::int))",
-                 11, params, NULL);
+                 "  'local', $11, $12, now() + make_interval(secs => $8::int))",
+                 12, params, NULL);
     if (r >= 0)
         r = usage_record(ctx->db, req->who.org_id, id, "sandbox_created", 1);
     if (r >= 0)
@@ -397,6 +397,10 @@ API_HANDLER(api_sandboxes_list)
     /* status=running,creating */
     _cleanup_buf_ struct sbx_buf statuses = SBX_BUF_INIT;
     if ((q = http_query(req, "status"))) {
+        if (!*q) {
+            http_error(resp, 400, "invalid_query", "status must not be empty");
+            return;
+        }
         int r = sbx_buf_puts(&statuses, "{");
         for (const char *p = q; r == 0 && *p;) {
             const char *comma = strchr(p, ',');

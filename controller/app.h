@@ -22,6 +22,7 @@ struct app {
     struct sbx_config cfg;
     struct sbx_runtime *rt;          /* NULL when the runtime failed to start (degraded) */
     char runtime_error[256];         /* why rt is NULL */
+    char instance[128];              /* this daemon's runtime instance (sandboxes.runtime_ref) */
     struct server *server;
     atomic_bool stopping;
 };

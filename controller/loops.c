@@ -14,7 +14,9 @@
  *                                             error "creation did not complete"
  *   terminating                             → finish the termination
  * and per runtime sandbox without an active row → stopped (orphan; the workspace is kept).
- * Every action takes the sandbox's lifecycle lock, so it never races an API call.
+ * Every action takes the sandbox's lifecycle lock, so it never races an API call. Only rows
+ * whose runtime_ref is this daemon's instance are considered: daemons sharing a database
+ * leave each other's sandboxes alone.
  */
 #include "controller/loops.h"
 
@@ -71,8 +73,10 @@ static struct db *connect_db(struct app *app, const char *who)
 static void reap_expired(struct app *app, struct db *db)
 {
     _cleanup_pgres_ PGresult *res = NULL;
-    if (db_query(db, "SELECT id, org_id FROM sbx_sandboxes_expired(now(), 100)", 0, NULL, &res) <
-        0)
+    if (db_query(db,
+                 "SELECT id, org_id FROM sbx_sandboxes_expired(now(), 10000) "
+                 " WHERE runtime_ref = $1 LIMIT 100",
+                 1, (const char *[]){ app->instance }, &res) < 0)
         return;
     for (int i = 0; i < PQntuples(res); i++) {
         const char *id = PQgetvalue(res, i, 0), *org = PQgetvalue(res, i, 1);
@@ -86,8 +90,10 @@ static void reap_expired(struct app *app, struct db *db)
 static void meter_running(struct app *app, struct db *db)
 {
     _cleanup_pgres_ PGresult *res = NULL;
-    if (db_query(db, "SELECT id, org_id FROM sbx_sandboxes_active() WHERE status = 'running'", 0,
-                 NULL, &res) < 0)
+    if (db_query(db,
+                 "SELECT id, org_id FROM sbx_sandboxes_active() "
+                 " WHERE status = 'running' AND runtime_ref = $1",
+                 1, (const char *[]){ app->instance }, &res) < 0)
         return;
     for (int i = 0; i < PQntuples(res); i++) {
         const char *id = PQgetvalue(res, i, 0), *org = PQgetvalue(res, i, 1);
@@ -167,8 +173,10 @@ void reconcile_once(struct app *app, struct db *db)
         return;
     }
     _cleanup_pgres_ PGresult *rows = NULL;
-    if (db_query(db, "SELECT id, org_id, status, age_seconds FROM sbx_sandboxes_active()", 0,
-                 NULL, &rows) < 0) {
+    if (db_query(db,
+                 "SELECT id, org_id, status, age_seconds FROM sbx_sandboxes_active() "
+                 " WHERE runtime_ref = $1",
+                 1, (const char *[]){ app->instance }, &rows) < 0) {
         free(infos);
         return;
     }

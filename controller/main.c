@@ -71,19 +71,21 @@ static void start_runtime(struct app *app)
 #endif
     /* Daemons with different state directories must never see each other's sandboxes (the
      * reconciler stops sandboxes it has no row for), so the cgroup prefix is qualified with a
-     * hash of the state directory's absolute path. */
-    char abs_state[4096], prefix[128], hash[SBX_SHA256_HEX_LEN + 1];
+     * hash of the state directory's absolute path; it also names this instance in the
+     * sandboxes it creates (runtime_ref), so daemons sharing a database leave each other's
+     * rows alone. */
+    char abs_state[4096], hash[SBX_SHA256_HEX_LEN + 1];
     int mr = mkdir_parents(cfg->state_dir);
     if (mr < 0)
         log_error_errno(mr, "cannot create the state directory %s", cfg->state_dir);
     if (!realpath(cfg->state_dir, abs_state))
         snprintf(abs_state, sizeof(abs_state), "%s", cfg->state_dir);
     sbx_sha256_hex(abs_state, strlen(abs_state), hash);
-    snprintf(prefix, sizeof(prefix), "%s-%.8s", cfg->runtime.cgroup_prefix, hash);
+    snprintf(app->instance, sizeof(app->instance), "%s-%.8s", cfg->runtime.cgroup_prefix, hash);
     struct rt_local_config rc = {
         .state_dir = cfg->state_dir,
         .init_path = init,
-        .cgroup_prefix = prefix,
+        .cgroup_prefix = app->instance,
         .uid_base = cfg->runtime.uid_base,
     };
     char err[256] = "";

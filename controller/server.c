@@ -34,6 +34,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "controller/app.h"
+#include "controller/lwshdr.h"
 #include "controller/metrics.h"
 #include "controller/stream.h"
 
@@ -313,33 +314,6 @@ static void drain_done(struct server *srv)
 
 /* ---- reading requests (loop thread) --------------------------------------------------------- */
 
-static char *hdr_dup(struct lws *wsi, enum lws_token_indexes tok)
-{
-    int len = lws_hdr_total_length(wsi, tok);
-    if (len <= 0)
-        return NULL;
-    char *s = xmalloc((size_t)len + 1);
-    if (lws_hdr_copy(wsi, s, len + 1, tok) < 0) {
-        free(s);
-        return NULL;
-    }
-    return s;
-}
-
-static char *hdr_custom_dup(struct lws *wsi, const char *name)
-{
-    int nlen = (int)strlen(name);
-    int len = lws_hdr_custom_length(wsi, name, nlen);
-    if (len <= 0)
-        return NULL;
-    char *s = xmalloc((size_t)len + 1);
-    if (lws_hdr_custom_copy(wsi, s, len + 1, name, nlen) < 0) {
-        free(s);
-        return NULL;
-    }
-    return s;
-}
-
 static bool request_id_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -396,7 +370,7 @@ static int read_query(struct lws *wsi, struct http_request *req)
 /* Parses Content-Length strictly (digits only). Returns -1 absent, -2 invalid. */
 static long long content_length(struct lws *wsi)
 {
-    _cleanup_free_ char *cl = hdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    _cleanup_free_ char *cl = lwshdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
     if (!cl)
         return -1;
     if (!cl[0] || strlen(cl) > 18)
@@ -426,7 +400,7 @@ static int on_http(struct server *srv, struct lws *wsi, struct pss *pss, const c
     sbx_buf_init(&job->req.body, srv->opt.max_body_bytes);
     pss->job = job;
 
-    _cleanup_free_ char *rid = hdr_custom_dup(wsi, "x-request-id:");
+    _cleanup_free_ char *rid = lwshdr_custom_dup(wsi, "x-request-id:");
     if (rid && request_id_ok(rid))
         snprintf(job->req.request_id, sizeof(job->req.request_id), "%s", rid);
     else
@@ -452,10 +426,10 @@ static int on_http(struct server *srv, struct lws *wsi, struct pss *pss, const c
         return -1;
     }
 
-    job->req.authorization = hdr_dup(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-    job->req.content_type = hdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE);
-    job->req.org_header = hdr_custom_dup(wsi, "x-org-id:");
-    job->req.idempotency_key = hdr_custom_dup(wsi, "idempotency-key:");
+    job->req.authorization = lwshdr_dup(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    job->req.content_type = lwshdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE);
+    job->req.org_header = lwshdr_custom_dup(wsi, "x-org-id:");
+    job->req.idempotency_key = lwshdr_custom_dup(wsi, "idempotency-key:");
     if (read_query(wsi, &job->req) < 0) {
         http_error(&job->resp, 400, "invalid_query", "too many query arguments (max %d)",
                    HTTP_MAX_QUERY);

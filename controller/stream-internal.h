@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <yajl/yajl_gen.h>
+
 #include "common/buf.h"
 #include "controller/stream.h"
 #include "runtime/runtime.h"
@@ -115,6 +117,8 @@ void stream_out_drained(struct stream *st);
 /* Exit code (128+signal when killed), signal (0), reason string (NULL) of a finished exec. */
 int stream_exit_code(const struct stream *st);
 const char *stream_exit_reason(const struct stream *st);
+/* The {"type":"exit","code","signal","reason","duration_ms"} object (caller frees). */
+yajl_gen stream_exit_json(const struct stream *st);
 
 /* ws-exec.c */
 int ws_exec_hook(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

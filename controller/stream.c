@@ -261,15 +261,9 @@ void stream_register(struct stream *st)
     g_count++;
 }
 
-static void stream_free(struct stream *st)
+/* Kills the command (if still running) and frees everything the stream owns. */
+static void release(struct stream *st)
 {
-    if (st->prev)
-        st->prev->next = st->next;
-    else if (g_streams == st)
-        g_streams = st->next;
-    if (st->next)
-        st->next->prev = st->prev;
-    g_count--;
     if (st->exec) {
         sbx_exec_signal(st->exec, SIGKILL);
         sbx_exec_free(st->exec);
@@ -282,6 +276,34 @@ static void stream_free(struct stream *st)
     free(st->org_header);
     free(st->request_id);
     free(st);
+}
+
+yajl_gen stream_exit_json(const struct stream *st)
+{
+    yajl_gen g = sbx_jgen_new();
+    yajl_gen_map_open(g);
+    sbx_jgen_kstr(g, "type", "exit");
+    sbx_jgen_kint(g, "code", stream_exit_code(st));
+    if (st->res.signal)
+        sbx_jgen_kint(g, "signal", st->res.signal);
+    else
+        sbx_jgen_knull(g, "signal");
+    sbx_jgen_kstr(g, "reason", stream_exit_reason(st));
+    sbx_jgen_kint(g, "duration_ms", (long long)((sbx_now_us() - st->t0_us) / 1000));
+    yajl_gen_map_close(g);
+    return g;
+}
+
+static void stream_free(struct stream *st)
+{
+    if (st->prev)
+        st->prev->next = st->next;
+    else if (g_streams == st)
+        g_streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    g_count--;
+    release(st);
 }
 
 void stream_ref(struct stream *st)
@@ -327,18 +349,7 @@ void stream_discard(struct stream *st)
     if (!st)
         return;
     /* Never registered, never adopted: only the exec to kill. Any thread. */
-    if (st->exec) {
-        sbx_exec_signal(st->exec, SIGKILL);
-        sbx_exec_free(st->exec);
-    }
-    segq_clear(&st->out);
-    segq_clear(&st->in);
-    sbx_buf_free(&st->msg);
-    free(st->command_text);
-    free(st->authorization);
-    free(st->org_header);
-    free(st->request_id);
-    free(st);
+    release(st);
 }
 
 /* ---- recording the execution (worker) ------------------------------------------------------- */
@@ -532,18 +543,7 @@ static void sse_queue_final(struct stream *st, const char *error)
     } else if (st->exit_r < 0) {
         sse_error_event(st, "the sandbox runtime lost the command");
     } else {
-        _cleanup_jgen_ yajl_gen g = sbx_jgen_new();
-        const char *reason = stream_exit_reason(st);
-        yajl_gen_map_open(g);
-        sbx_jgen_kstr(g, "type", "exit");
-        sbx_jgen_kint(g, "code", stream_exit_code(st));
-        if (st->res.signal)
-            sbx_jgen_kint(g, "signal", st->res.signal);
-        else
-            sbx_jgen_knull(g, "signal");
-        sbx_jgen_kstr(g, "reason", reason);
-        sbx_jgen_kint(g, "duration_ms", (long long)((sbx_now_us() - st->t0_us) / 1000));
-        yajl_gen_map_close(g);
+        _cleanup_jgen_ yajl_gen g = stream_exit_json(st);
         sse_json_event(st, g);
     }
     static const char done[] = "data: {\"type\":\"done\"}\n\n";

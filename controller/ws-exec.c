@@ -32,6 +32,7 @@
 #include "controller/audit.h"
 #include "controller/sandbox.h"
 #include "controller/server.h"
+#include "controller/lwshdr.h"
 #include "controller/stream-internal.h"
 #include "storage/db.h"
 
@@ -112,17 +113,7 @@ void ws_queue_final(struct stream *st)
         ws_fail(st, 1011, "runtime_error", "the sandbox runtime lost the command");
         return;
     }
-    _cleanup_jgen_ yajl_gen g = sbx_jgen_new();
-    yajl_gen_map_open(g);
-    sbx_jgen_kstr(g, "type", "exit");
-    sbx_jgen_kint(g, "code", stream_exit_code(st));
-    if (st->res.signal)
-        sbx_jgen_kint(g, "signal", st->res.signal);
-    else
-        sbx_jgen_knull(g, "signal");
-    sbx_jgen_kstr(g, "reason", stream_exit_reason(st));
-    sbx_jgen_kint(g, "duration_ms", (long long)((sbx_now_us() - st->t0_us) / 1000));
-    yajl_gen_map_close(g);
+    _cleanup_jgen_ yajl_gen g = stream_exit_json(st);
     queue_text(st, g);
     st->phase = WS_CLOSING;
     st->close_code = 1000;
@@ -507,33 +498,6 @@ static int on_receive(struct stream *st, struct lws *wsi, const void *in, size_t
 
 /* ---- connection ------------------------------------------------------------------------------- */
 
-static char *hdr_dup(struct lws *wsi, enum lws_token_indexes tok)
-{
-    int len = lws_hdr_total_length(wsi, tok);
-    if (len <= 0)
-        return NULL;
-    char *s = xmalloc((size_t)len + 1);
-    if (lws_hdr_copy(wsi, s, len + 1, tok) < 0) {
-        free(s);
-        return NULL;
-    }
-    return s;
-}
-
-static char *hdr_custom_dup(struct lws *wsi, const char *name)
-{
-    int nlen = (int)strlen(name);
-    int len = lws_hdr_custom_length(wsi, name, nlen);
-    if (len <= 0)
-        return NULL;
-    char *s = xmalloc((size_t)len + 1);
-    if (lws_hdr_custom_copy(wsi, s, len + 1, name, nlen) < 0) {
-        free(s);
-        return NULL;
-    }
-    return s;
-}
-
 static int on_established(struct lws *wsi)
 {
     char uri[512];
@@ -556,9 +520,9 @@ static int on_established(struct lws *wsi)
     st->client = wsi;
     st->phase = WS_WAIT_START;
     snprintf(st->sandbox_id, sizeof(st->sandbox_id), "%s", id);
-    st->authorization = hdr_dup(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-    st->org_header = hdr_custom_dup(wsi, "x-org-id:");
-    char *rid = hdr_custom_dup(wsi, "x-request-id:");
+    st->authorization = lwshdr_dup(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    st->org_header = lwshdr_custom_dup(wsi, "x-org-id:");
+    char *rid = lwshdr_custom_dup(wsi, "x-request-id:");
     bool rid_ok = rid && rid[0] && strlen(rid) <= HTTP_REQUEST_ID_MAX;
     for (const char *c = rid; rid_ok && *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||

@@ -119,27 +119,31 @@ if [[ ${SBX_SKIP_API:-0} != 1 ]]; then
     # shellcheck disable=SC2206
     extra=(${SBX_PYTEST_ARGS:-})
 
+    # Each suite runs in its own pytest process: tests/api and tests/db both have a conftest.py,
+    # and helpers import theirs by module name.
     for fl in $flavors; do
         ((pg_ok)) || break
-        ((${#api_paths[@]})) || break
         # A flavor that did not build has already counted as failed; there is no daemon to test.
         [[ -n ${built[$fl]:-} ]] || continue
         dir=$(builddir "$fl")
         bin=$SBX_ROOT/$dir/controller/sandboxd
-        xml=$results/pytest-$fl.xml
-        sbx_log "pytest ${api_paths[*]} against $bin"
-        SANDBOXD_BIN=$bin SANDBOXD_TEST_FLAVOR=$fl PYTHONDONTWRITEBYTECODE=1 \
-            SBX_DBMIGRATE=${SBX_DBMIGRATE:-$SBX_ROOT/$dir/storage/dbmigrate} \
-            timeout --kill-after=30 1500 \
-            /usr/bin/python3 -m pytest "${api_paths[@]}" -p no:cacheprovider -rfEs \
-            -o junit_family=xunit2 --junitxml="$xml" "${timeout_args[@]}" "${extra[@]}"
-        rc=$?
-        case $rc in
-            0) ;;
-            5) sbx_log "pytest collected no tests ($fl)"; rm -f "$xml" ;;
-            *) [[ -s $xml ]] || failed_steps+=("pytest-$fl (exit $rc)") ;;
-        esac
-        sbx_log "[$(elapsed)] pytest $fl done (exit $rc)"
+        for suite_path in "${api_paths[@]}"; do
+            suite=$(basename "$suite_path")
+            xml=$results/pytest-$fl-$suite.xml
+            sbx_log "pytest $suite_path against $bin"
+            SANDBOXD_BIN=$bin SANDBOXD_TEST_FLAVOR=$fl PYTHONDONTWRITEBYTECODE=1 \
+                SBX_DBMIGRATE=${SBX_DBMIGRATE:-$SBX_ROOT/$dir/storage/dbmigrate} \
+                timeout --kill-after=30 1500 \
+                /usr/bin/python3 -m pytest "$suite_path" -p no:cacheprovider -rfEs \
+                -o junit_family=xunit2 --junitxml="$xml" "${timeout_args[@]}" "${extra[@]}"
+            rc=$?
+            case $rc in
+                0) ;;
+                5) sbx_log "pytest collected no tests ($fl, $suite)"; rm -f "$xml" ;;
+                *) [[ -s $xml ]] || failed_steps+=("pytest-$fl-$suite (exit $rc)") ;;
+            esac
+            sbx_log "[$(elapsed)] pytest $fl $suite done (exit $rc)"
+        done
     done
 fi
 

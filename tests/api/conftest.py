@@ -124,7 +124,8 @@ def _die_with_parent():
 
 
 def daemon_binary():
-    return Path(os.environ.get("SANDBOXD_BIN", REPO / "build" / "controller" / "sandboxd"))
+    # Absolute: the daemon runs with its working directory in a temporary workdir.
+    return Path(os.environ.get("SANDBOXD_BIN", REPO / "build" / "controller" / "sandboxd")).absolute()
 
 
 class Daemon:
