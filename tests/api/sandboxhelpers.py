@@ -287,10 +287,9 @@ def auth_headers(key):
 # ---------------------------------------------------------------------------------------------
 # Private daemons on a private Postgres cluster
 # ---------------------------------------------------------------------------------------------
-# Two daemons on one database reconcile each other's sandboxes: a daemon's reconciler marks
-# every `running` row its own runtime does not have as `error` (loops.c). Tests that start
-# their own daemon (restart, concurrency) therefore use a second cluster, so that the session
-# daemon and theirs never see each other's rows.
+# Tests that start their own daemon (restart, concurrency) share the session's database: each
+# daemon only reconciles and reaps the sandboxes its own runtime instance created
+# (sandboxes.runtime_ref, sql/0003), so the session daemon and theirs leave each other alone.
 
 def _conftest():
     import conftest  # the harness module pytest already imported (tests/api is on sys.path)
@@ -298,15 +297,8 @@ def _conftest():
 
 
 @pytest.fixture(scope="session")
-def aux_pg():
-    c = _conftest()
-    repo = Path(__file__).resolve().parents[2]
-    datadir = os.environ.get("SANDBOXD_TEST_AUX_PG_DIR", str(repo / ".state" / "pg-test-aux"))
-    port = os.environ.get("SANDBOXD_TEST_AUX_PG_PORT", "55435")
-    p = c.Postgres(datadir, port)
-    p.start()
-    p.reset()
-    return p
+def aux_pg(pg):
+    return pg
 
 
 class PrivateDaemon:

@@ -1,7 +1,7 @@
 """Daemon crash and restart: sandboxes survive a `kill -9` of the daemon and are adopted by the
 next daemon on the same state dir and database; a sandbox whose processes died meanwhile is
-marked `error` and leaves nothing behind. Each test runs its own daemon on a private cluster
-(see sandboxhelpers.aux_pg)."""
+marked `error` and leaves nothing behind. Each test runs its own daemon on the session
+database (daemons sharing a database leave each other's sandboxes alone)."""
 import threading
 import time
 

@@ -1,6 +1,6 @@
 """Many sandboxes and many commands at once: 50 sandboxes created concurrently, 200 parallel
 execs each echoing a unique token, then everything deleted with no process left behind.
-Runs its own daemon (per-org cap raised) on a private cluster (see sandboxhelpers.aux_pg)."""
+Runs its own daemon (per-org cap raised) on the session database."""
 import collections
 import uuid
 from concurrent.futures import ThreadPoolExecutor
