@@ -135,6 +135,24 @@ static const struct sbx_config_key schema[] = {
         .doc = "How often expired sandboxes are looked for."),
     DUR("reconciler.interval", reconciler.interval, "5s", 1, HOUR,
         .doc = "How often desired and actual sandbox state are compared."),
+    STR("webhooks.allow_cidrs", webhooks.allow_cidrs, "", 0,
+        .doc = "Comma-separated CIDRs webhook URLs may resolve to although private/loopback."),
+    STR("webhooks.retry_schedule", webhooks.retry_schedule, "5s,5m,30m,2h,5h,10h,14h,20h,24h", 1,
+        .doc = "Delays between delivery attempts (jittered); the attempt count is this + 1."),
+    UINT("webhooks.disable_after_failures", webhooks.disable_after_failures, "0", 0, 1000000,
+         .doc = "Disable an endpoint after this many failed deliveries in a row; 0 = never."),
+    DUR("webhooks.disable_after", webhooks.disable_after, "5d", 1, 365 * DAY,
+        .doc = "Disable an endpoint that has failed continuously for this long."),
+    DUR("webhooks.poll_interval", webhooks.poll_interval, "1s", 1, HOUR,
+        .doc = "How often the dispatcher looks for new events and due deliveries."),
+    DUR("webhooks.lease", webhooks.lease, "2m", 1, DAY,
+        .doc = "A claimed delivery is retried by anyone after this (crash recovery)."),
+    STR("secrets.key", secrets.key, "", 0, .secret = true,
+        .doc = "Base64 of the 32-byte AES-256-GCM key; empty = `<state_dir>/secrets.key`."),
+    STR("secrets.previous_keys", secrets.previous_keys, "", 0, .secret = true,
+        .doc = "Comma-separated base64 keys still accepted for decryption (rotation)."),
+    STR("templates.file", templates.file, "", 0,
+        .doc = "YAML file of sandbox templates; empty = the built-in templates."),
 };
 
 #define N_KEYS ARRAY_SIZE(schema)
@@ -1146,7 +1164,9 @@ void sbx_config_dump(const struct sbx_config *cfg, FILE *f)
         fprintf(f, "%s: ", leaf);
         if (k->type == SBX_CONFIG_STRING) {
             const char *s = *(char *const *)cslot(cfg, k);
-            if (k->secret) {
+            if (k->secret && strncmp(k->path, "secrets.", 8) == 0) {
+                put_yaml_str(f, s && *s ? "********" : "");
+            } else if (k->secret) {
                 _cleanup_free_ char *red = redact(s ? s : "");
                 put_yaml_str(f, red);
             } else {

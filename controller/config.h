@@ -84,6 +84,21 @@ struct sbx_config {
     struct {
         uint64_t interval; /* reconciler.interval (seconds) */
     } reconciler;
+    struct {
+        char *allow_cidrs;          /* webhooks.allow_cidrs: comma-separated CIDRs exempt from SSRF */
+        char *retry_schedule;       /* webhooks.retry_schedule: comma-separated durations */
+        uint32_t disable_after_failures; /* webhooks.disable_after_failures (0 = never by count) */
+        uint64_t disable_after;     /* webhooks.disable_after (seconds failing continuously) */
+        uint64_t poll_interval;     /* webhooks.poll_interval (seconds) */
+        uint64_t lease;             /* webhooks.lease (seconds a delivery stays claimed) */
+    } webhooks;
+    struct {
+        char *key;                  /* secrets.key: base64 of 32 bytes ("" = state_dir file) */
+        char *previous_keys;        /* secrets.previous_keys: comma-separated base64 keys */
+    } secrets;
+    struct {
+        char *file;                 /* templates.file: YAML registry ("" = built-in) */
+    } templates;
 };
 
 enum sbx_config_type {
