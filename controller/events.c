@@ -5,6 +5,7 @@
 #include "controller/events.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/json.h"
@@ -20,6 +21,13 @@ const char *const events_names[] = {
     "checkpoint.deleted",  "artifact.uploaded",   "artifact.deleted",   "resource.warning",
     "resource.critical",   "webhook.test",        NULL,
 };
+
+static char instance[128];
+
+void events_set_instance(const char *name)
+{
+    snprintf(instance, sizeof(instance), "%s", name ? name : "");
+}
 
 bool events_name_valid(const char *name)
 {
@@ -50,12 +58,12 @@ int events_emit(struct db *db, const char *org_id, const char *sandbox_id, const
     /* No endpoint, no row: the outbox only holds what someone will receive. Endpoints created
      * later do not get earlier events (the dispatcher also compares created_at). */
     int r = db_query(db,
-                     "INSERT INTO webhook_events (org_id, sandbox_id, event, payload) "
-                     "SELECT $1, $2, $3, $4::jsonb "
+                     "INSERT INTO webhook_events (org_id, sandbox_id, event, payload, instance) "
+                     "SELECT $1, $2, $3, $4::jsonb, $5 "
                      " WHERE EXISTS (SELECT 1 FROM webhooks WHERE enabled)",
-                     4,
+                     5,
                      (const char *[]){ org_id, sandbox_id, event,
-                                       scrubbed ? scrubbed : data_json },
+                                       scrubbed ? scrubbed : data_json, instance },
                      NULL);
     return r < 0 ? r : 0;
 }

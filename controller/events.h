@@ -15,6 +15,10 @@ struct db;
 /* Every event name an endpoint may subscribe to (besides "*"), NULL-terminated. */
 extern const char *const events_names[];
 
+/* The daemon instance recorded with every event (its dispatcher delivers it). Called once by
+ * main() before any thread starts. */
+void events_set_instance(const char *name);
+
 /* True if name is one of events_names (not "*"). */
 bool events_name_valid(const char *name);
 
