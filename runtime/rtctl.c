@@ -1,13 +1,20 @@
 /*
  * rtctl — manual test / benchmark CLI for the local runtime. Single-threaded.
  *   rtctl [-d STATE_DIR] create ID [MEM_MB [CPUS_MILLI [PIDS]]]
+ *   rtctl [-p CGROUP_PREFIX] ...  (default prefix "sandboxd"; test tools use their own)
  *   rtctl exec ID CMD...          (stdin forwarded, exit code propagated)
+ *   rtctl exec-stdio ID CMD...    (streaming: stdin/stdout/stderr connected as they flow, stdin
+ *                                  EOF forwarded; exit code, or 128+signal, propagated; 125 =
+ *                                  the exec could not start)
  *   rtctl write ID PATH < data    rtctl read ID PATH > data    rtctl ls ID PATH
  *   rtctl mkdir ID PATH           rtctl stop ID                rtctl destroy ID
  *   rtctl list                    rtctl stats ID
  *   rtctl bench ID N              (exec /bin/true via the init vs host fork+exec; create N)
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,17 +59,116 @@ static char *slurp_stdin(size_t *len)
     return b;
 }
 
+/* exec-stdio: pump our stdin into the command and its stdout/stderr to ours, unbuffered, until
+ * the command exits and both of its outputs reached EOF. Blocking I/O on our side, nonblocking
+ * on the exec's fds; a pending stdin chunk is kept until the command accepts it. */
+static int exec_stdio(struct sbx_runtime *rt, const char *id, char **argv)
+{
+    struct sbx_exec_spec s = { .argv = (const char *const *)argv };
+    struct sbx_exec *e;
+    int r = sbx_exec_start(rt, id, &s, &e);
+    if (r < 0) {
+        fprintf(stderr, "exec-stdio: %s\n", strerror(-r));
+        return 125;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    static char inbuf[65536], buf[65536];
+    size_t inlen = 0, inoff = 0;
+    bool in_open = true, out_open = true, err_open = true, done = false;
+    struct sbx_exec_result res = { 0 };
+    while (!done || out_open || err_open) {
+        struct pollfd p[5];
+        int n = 0, i_in = -1, i_cin = -1, i_out = -1, i_err = -1, i_ctl = -1;
+        if (in_open && inlen == 0)
+            p[i_in = n++] = (struct pollfd){ .fd = 0, .events = POLLIN };
+        if (e->stdin_fd >= 0 && inlen > 0)
+            p[i_cin = n++] = (struct pollfd){ .fd = e->stdin_fd, .events = POLLOUT };
+        if (out_open)
+            p[i_out = n++] = (struct pollfd){ .fd = e->stdout_fd, .events = POLLIN };
+        if (err_open)
+            p[i_err = n++] = (struct pollfd){ .fd = e->stderr_fd, .events = POLLIN };
+        if (!done)
+            p[i_ctl = n++] = (struct pollfd){ .fd = e->ctl_fd, .events = POLLIN };
+        if (poll(p, (nfds_t)n, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (i_in >= 0 && p[i_in].revents) {
+            ssize_t k = read(0, inbuf, sizeof inbuf);
+            if (k > 0) {
+                inlen = (size_t)k, inoff = 0;
+                if (e->stdin_fd < 0)
+                    inlen = 0; /* the command closed its stdin: discard */
+            } else if (k == 0 || errno != EINTR) {
+                in_open = false;
+                if (e->stdin_fd >= 0) {
+                    close(e->stdin_fd);
+                    e->stdin_fd = -1;
+                }
+            }
+        }
+        if (i_cin >= 0 && p[i_cin].revents) {
+            ssize_t k = write(e->stdin_fd, inbuf + inoff, inlen - inoff);
+            if (k > 0) {
+                inoff += (size_t)k;
+                if (inoff == inlen)
+                    inlen = inoff = 0;
+            } else if (k < 0 && errno != EAGAIN && errno != EINTR) {
+                close(e->stdin_fd); /* EPIPE: the command does not read stdin any more */
+                e->stdin_fd = -1;
+                inlen = inoff = 0;
+            }
+        }
+        for (int w = 0; w < 2; w++) {
+            int idx = w ? i_err : i_out, fd = w ? e->stderr_fd : e->stdout_fd;
+            bool *open_ = w ? &err_open : &out_open;
+            if (idx < 0 || !p[idx].revents)
+                continue;
+            ssize_t k = read(fd, buf, sizeof buf);
+            if (k > 0) {
+                for (ssize_t o = 0; o < k;) {
+                    ssize_t x = write(w ? 2 : 1, buf + o, (size_t)(k - o));
+                    if (x < 0 && errno == EINTR)
+                        continue;
+                    if (x <= 0)
+                        break; /* our reader went away: drop output, keep draining */
+                    o += x;
+                }
+            } else if (k == 0 || (errno != EAGAIN && errno != EINTR)) {
+                *open_ = false;
+            }
+        }
+        if (i_ctl >= 0 && p[i_ctl].revents) {
+            r = sbx_exec_result(e, &res);
+            if (r == 0) {
+                done = true;
+            } else if (r != -EAGAIN) {
+                fprintf(stderr, "exec-stdio: %s\n", strerror(-r));
+                sbx_exec_free(e);
+                return 125;
+            }
+        }
+    }
+    sbx_exec_free(e);
+    return res.signal ? 128 + res.signal : res.exit_code;
+}
+
 int main(int argc, char **argv)
 {
     const char *state = "/var/lib/sandboxd";
+    const char *prefix = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "+d:")) != -1)
+    while ((opt = getopt(argc, argv, "+d:p:")) != -1) {
         if (opt == 'd')
             state = optarg;
+        else if (opt == 'p')
+            prefix = optarg;
+    }
     argc -= optind;
     argv += optind;
     if (argc < 1) {
-        fprintf(stderr, "usage: rtctl [-d state] create|exec|write|read|ls|mkdir|stop|destroy|list|stats|bench ...\n");
+        fprintf(stderr, "usage: rtctl [-d state] [-p cgroup-prefix] create|exec|exec-stdio|write|read|ls|mkdir|stop|destroy|list|stats|bench ...\n");
         return 2;
     }
     const char *init = RT_INIT_BUILD_PATH;
@@ -70,7 +176,8 @@ int main(int argc, char **argv)
         init = NULL;
     if (getenv("SBX_INIT"))
         init = getenv("SBX_INIT");
-    struct rt_local_config cfg = { .state_dir = state, .init_path = init };
+    struct rt_local_config cfg = { .state_dir = state, .init_path = init,
+                                   .cgroup_prefix = prefix };
     struct sbx_runtime *rt;
     char err[512];
     int r = rt_local_start(&cfg, &rt, err, sizeof err);
@@ -113,6 +220,8 @@ int main(int argc, char **argv)
             rc = o.result.signal ? 128 + o.result.signal : o.result.exit_code;
             sbx_exec_output_free(&o);
         }
+    } else if (strcmp(cmd, "exec-stdio") == 0 && id && argc > 2) {
+        rc = exec_stdio(rt, id, argv + 2);
     } else if (strcmp(cmd, "write") == 0 && argc > 2) {
         size_t len;
         char *d = slurp_stdin(&len);
