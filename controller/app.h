@@ -16,12 +16,15 @@
 
 struct db;
 struct sbx_runtime;
+struct sbx_blobstore;
 struct server;
 
 struct app {
     struct sbx_config cfg;
     struct sbx_runtime *rt;          /* NULL when the runtime failed to start (degraded) */
     char runtime_error[256];         /* why rt is NULL */
+    struct sbx_blobstore *blobs;     /* NULL when the blob store failed to open (storage 503) */
+    char blobs_error[256];           /* why blobs is NULL */
     char instance[128];              /* this daemon's runtime instance (sandboxes.runtime_ref) */
     struct server *server;
     atomic_bool stopping;

@@ -67,6 +67,7 @@
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const runtime_kinds[] = { "local", "k8s", NULL };
+static const char *const storage_kinds[] = { "fs", "s3", NULL };
 
 static const struct sbx_config_key schema[] = {
     STR("listen.address", listen.address, "127.0.0.1", 1,
@@ -135,6 +136,37 @@ static const struct sbx_config_key schema[] = {
         .doc = "How often expired sandboxes are looked for."),
     DUR("reconciler.interval", reconciler.interval, "5s", 1, HOUR,
         .doc = "How often desired and actual sandbox state are compared."),
+    STR("storage.kind", storage.kind, "fs", 1, .choices = storage_kinds,
+        .doc = "Blob store for checkpoints and artifacts (docs/internals/STORAGE.md)."),
+    STR("storage.fs_dir", storage.fs_dir, "", 0,
+        .doc = "Directory of the fs blob store; empty = `<state_dir>/blobs`."),
+    STR("storage.signing_key", storage.signing_key, "", 0, .secret = true, .secret_whole = true,
+        .doc = "HMAC key of fs download URLs; empty = generated once into "
+               "`<state_dir>/blob-signing.key` (0600)."),
+    STR("storage.public_url", storage.public_url, "", 0,
+        .doc = "Base of fs download URLs; empty = `http://<listen.address>:<listen.port>`."),
+    STR("storage.s3.endpoint", storage.s3.endpoint, "", 0,
+        .doc = "S3 endpoint `http(s)://host[:port]`; empty = AWS for `storage.s3.region`."),
+    STR("storage.s3.region", storage.s3.region, "us-east-1", 1,
+        .doc = "S3 region (part of the SigV4 scope)."),
+    STR("storage.s3.bucket", storage.s3.bucket, "", 0,
+        .doc = "S3 bucket (required when `storage.kind` is `s3`)."),
+    STR("storage.s3.access_key_id", storage.s3.access_key_id, "", 0,
+        .doc = "S3 access key id; empty = `AWS_ACCESS_KEY_ID`."),
+    STR("storage.s3.secret_access_key", storage.s3.secret_access_key, "", 0, .secret = true,
+        .secret_whole = true, .doc = "S3 secret key; empty = `AWS_SECRET_ACCESS_KEY`."),
+    STR("storage.s3.session_token", storage.s3.session_token, "", 0, .secret = true,
+        .secret_whole = true, .doc = "S3 session token; empty = `AWS_SESSION_TOKEN`."),
+    BOOL("storage.s3.path_style", storage.s3.path_style, "true",
+         .doc = "Path-style URLs (`endpoint/bucket/key`); false = virtual-hosted (`bucket.host`)."),
+    BOOL("storage.s3.verify_tls", storage.s3.verify_tls, "true",
+         .doc = "Verify the endpoint's TLS certificate and host name."),
+    STR("storage.s3.ca_file", storage.s3.ca_file, "", 0,
+        .doc = "PEM CA bundle for the endpoint; empty = the system's CAs."),
+    SIZE("storage.s3.multipart_threshold", storage.s3.multipart_threshold, "16Mi", 5 * MiB, GiB,
+         .doc = "Objects of at least this size are sent as multipart uploads."),
+    SIZE("storage.s3.part_size", storage.s3.part_size, "8Mi", 5 * MiB, GiB,
+         .doc = "Part size of multipart uploads (one part is held in memory per upload)."),
     STR("webhooks.allow_cidrs", webhooks.allow_cidrs, "", 0,
         .doc = "Comma-separated CIDRs webhook URLs may resolve to although private/loopback."),
     STR("webhooks.retry_schedule", webhooks.retry_schedule, "5s,5m,30m,2h,5h,10h,14h,20h,24h", 1,
@@ -1164,7 +1196,7 @@ void sbx_config_dump(const struct sbx_config *cfg, FILE *f)
         fprintf(f, "%s: ", leaf);
         if (k->type == SBX_CONFIG_STRING) {
             const char *s = *(char *const *)cslot(cfg, k);
-            if (k->secret && strncmp(k->path, "secrets.", 8) == 0) {
+            if (k->secret && (k->secret_whole || strncmp(k->path, "secrets.", 8) == 0)) {
                 put_yaml_str(f, s && *s ? "********" : "");
             } else if (k->secret) {
                 _cleanup_free_ char *red = redact(s ? s : "");

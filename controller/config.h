@@ -85,6 +85,25 @@ struct sbx_config {
         uint64_t interval; /* reconciler.interval (seconds) */
     } reconciler;
     struct {
+        char *kind;          /* storage.kind: "fs" | "s3" */
+        char *fs_dir;        /* storage.fs_dir: "" = <state_dir>/blobs */
+        char *signing_key;   /* storage.signing_key: "" = <state_dir>/blob-signing.key */
+        char *public_url;    /* storage.public_url: "" = http://<listen.address>:<listen.port> */
+        struct {
+            char *endpoint;              /* storage.s3.endpoint: "" = AWS for the region */
+            char *region;                /* storage.s3.region */
+            char *bucket;                /* storage.s3.bucket */
+            char *access_key_id;         /* storage.s3.access_key_id: "" = $AWS_ACCESS_KEY_ID */
+            char *secret_access_key;     /* storage.s3.secret_access_key */
+            char *session_token;         /* storage.s3.session_token */
+            bool path_style;             /* storage.s3.path_style */
+            bool verify_tls;             /* storage.s3.verify_tls */
+            char *ca_file;               /* storage.s3.ca_file: "" = system CAs */
+            uint64_t multipart_threshold; /* storage.s3.multipart_threshold (bytes) */
+            uint64_t part_size;          /* storage.s3.part_size (bytes) */
+        } s3;
+    } storage;
+    struct {
         char *allow_cidrs;          /* webhooks.allow_cidrs: comma-separated CIDRs exempt from SSRF */
         char *retry_schedule;       /* webhooks.retry_schedule: comma-separated durations */
         uint32_t disable_after_failures; /* webhooks.disable_after_failures (0 = never by count) */
@@ -122,6 +141,7 @@ struct sbx_config_key {
     int64_t min, max;
     const char *const *choices;
     bool secret;             /* conninfo/URL: passwords are redacted by sbx_config_dump() */
+    bool secret_whole;       /* with secret: the whole value (a key, a token) is redacted */
     const char *doc_default; /* shown in docs instead of def (NULL = def) */
     const char *doc;         /* one-line description for docs */
 };

@@ -21,6 +21,7 @@
 #include "controller/loops.h"
 #include "controller/server.h"
 #include "runtime/local.h"
+#include "storage/blobstore.h"
 #include "storage/db.h"
 
 extern char **environ;
@@ -174,6 +175,13 @@ int main(int argc, char **argv)
     /* The runtime forks its spawner now, while this process is still single-threaded. */
     start_runtime(&app);
 
+    /* The blob store (checkpoints, artifacts); a failure leaves the storage endpoints 503. */
+    int br = sbx_blobstore_open(&app.cfg, &app.blobs, app.blobs_error, sizeof(app.blobs_error));
+    if (br < 0)
+        log_error_errno(br, "blob store unavailable: %s", app.blobs_error);
+    else
+        log_info("blob store: %s", app.blobs->ops->name);
+
     int r = db_migrate(app.cfg.database.migrate_url, app.cfg.database.migrations_dir, err,
                        sizeof(err));
     if (r < 0) {
@@ -223,6 +231,7 @@ int main(int argc, char **argv)
     server_free(srv);
     if (app.rt)
         app.rt->ops->free(app.rt); /* sandboxes keep running; the next start adopts them */
+    sbx_blobstore_free(app.blobs);
     log_info("sandboxd stopped");
     sbx_config_free(&app.cfg);
     return 0;

@@ -68,3 +68,57 @@ struct sbx_blobstore {
 
 bool sbx_blob_key_valid(const char *key);
 void sbx_blob_keys_free(char **keys, size_t n);
+
+/* ---- additions (storage work, issue 4) --------------------------------------------------- */
+
+struct sbx_config;
+
+/* Calls bs->ops->free(bs); NULL is accepted. */
+void sbx_blobstore_free(struct sbx_blobstore *bs);
+
+/* The daemon's store, chosen by cfg->storage.kind ("fs" | "s3"): fs under storage.fs_dir
+ * ("" = <state_dir>/blobs; created 0700), presigned daemon URLs under storage.public_url
+ * ("" = http://<listen.address>:<listen.port>) signed with storage.signing_key ("" = a key
+ * generated once into <state_dir>/blob-signing.key, mode 0600); s3 from storage.s3.*
+ * (credentials fall back to AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN).
+ * Does no network I/O (an unreachable S3 endpoint is found on the first call).
+ * Returns 0, -EINVAL (bad setting, message in err), or the -errno of the state files. */
+int sbx_blobstore_open(const struct sbx_config *cfg, struct sbx_blobstore **ret, char *err,
+                       size_t errlen);
+
+/* fs backend, without the daemon's config (tools, tests). */
+struct sbx_blobstore_fs_opts {
+    const char *dir;             /* created (0700) when missing */
+    const void *signing_key;     /* HMAC key of presigned URLs; >= 16 bytes */
+    size_t signing_key_len;
+    const char *public_url;      /* "http://host:port", no trailing '/' needed */
+};
+int sbx_blobstore_fs_new(const struct sbx_blobstore_fs_opts *o, struct sbx_blobstore **ret,
+                         char *err, size_t errlen);
+
+/* Checks a token from an fs presigned URL ("<public_url>/api/v1/blobs/<token>"): base64url
+ * of 0x01 | key | 0x00 | be64(expiry unix s) | HMAC-SHA256(signing key, everything before).
+ * Constant-time MAC comparison, then the expiry. *ret_key (malloc'd) is the key on success.
+ * -EINVAL malformed token, -EACCES bad signature, -EKEYEXPIRED expired, -EOPNOTSUPP bs is not
+ * an fs store. The HTTP route answers 403 to all of them (404 when the object is gone). */
+int sbx_blobstore_fs_verify(struct sbx_blobstore *bs, const char *token, char **ret_key);
+
+/* s3 backend, without the daemon's config (tools, tests). Strings are copied. */
+struct sbx_blobstore_s3_opts {
+    const char *endpoint;          /* "http(s)://host[:port]"; NULL/"" = https://s3.<region>.amazonaws.com */
+    const char *region;            /* NULL/"" = us-east-1 */
+    const char *bucket;            /* required */
+    const char *access_key_id;     /* NULL/"" = $AWS_ACCESS_KEY_ID */
+    const char *secret_access_key; /* NULL/"" = $AWS_SECRET_ACCESS_KEY */
+    const char *session_token;     /* NULL/"" = $AWS_SESSION_TOKEN (if the key came from env) */
+    bool path_style;               /* true: <endpoint>/<bucket>/<key>; false: <bucket>.<host>/<key> */
+    bool insecure;                 /* skip TLS verification (tests against self-signed endpoints) */
+    const char *ca_file;           /* NULL/"" = system CAs */
+    uint64_t multipart_threshold;  /* 0 = 16 MiB; objects >= this use multipart upload */
+    uint64_t part_size;            /* 0 = 8 MiB; >= 5 MiB (S3's minimum), <= 5 GiB */
+    unsigned max_attempts;         /* 0 = 4 (1 + 3 retries with backoff) */
+    unsigned connect_timeout_ms;   /* 0 = 5000 */
+    unsigned low_speed_timeout_s;  /* 0 = 30: a transfer slower than 1 KiB/s for this long fails */
+};
+int sbx_blobstore_s3_new(const struct sbx_blobstore_s3_opts *o, struct sbx_blobstore **ret,
+                         char *err, size_t errlen);
