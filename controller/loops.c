@@ -31,6 +31,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "controller/app.h"
+#include "controller/events.h"
 #include "controller/sandbox.h"
 #include "runtime/runtime.h"
 #include "storage/db.h"
@@ -115,6 +116,7 @@ static void *reaper_main(void *arg)
         if (!db)
             continue;
         reap_expired(app, db);
+        }
         if (sbx_now_ms() - last_meter >= METER_EVERY_S * 1000) {
             meter_running(app, db);
             last_meter = sbx_now_ms();
@@ -148,6 +150,12 @@ static int set_status(struct db *db, const char *org, const char *id, const char
                      "      ELSE stopped_at END "
                      " WHERE id = $1 AND status = $2",
                      4, (const char *[]){ id, from, to, reason }, NULL);
+    if (r > 0 && strcmp(to, "error") == 0) {
+        _cleanup_free_ char *data = events_data_reason(reason);
+        int er = events_emit(db, org, id, "sandbox.error", data);
+        if (er < 0)
+            r = er;
+    }
     if (r < 0 || db_commit(db) < 0) {
         db_rollback(db);
         return r < 0 ? r : -EIO;

@@ -18,7 +18,11 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "controller/app.h"
+#include "controller/events.h"
 #include "controller/loops.h"
+#include "controller/secrets.h"
+#include "controller/templates.h"
+#include "controller/webhooks.h"
 #include "controller/server.h"
 #include "runtime/local.h"
 #include "storage/blobstore.h"
@@ -191,6 +195,16 @@ int main(int argc, char **argv)
     }
     log_info("database migrations applied: %d new", r);
 
+    /* Webhooks, secrets, templates: read-only state loaded before any thread starts. */
+    events_set_instance(app.instance);
+    if ((r = secrets_init(&app.cfg, err, sizeof(err))) < 0 ||
+        (r = webhooks_init(&app.cfg, err, sizeof(err))) < 0 ||
+        (r = templates_init(&app.cfg, err, sizeof(err))) < 0) {
+        log_error("start-up failed: %s", err);
+        sbx_config_free(&app.cfg);
+        return 1;
+    }
+
     struct server_options so = {
         .address = app.cfg.listen.address,
         .port = app.cfg.listen.port,
@@ -224,10 +238,12 @@ int main(int argc, char **argv)
     f[0].v.s = url;
     sbx_log_fields(SBX_LOG_INFO, "sandboxd listening", f, ARRAY_SIZE(f));
     loops_start(&app);
+    webhooks_start(&app);
 
     server_run(srv);
     running_server = NULL;
     loops_stop();
+    webhooks_stop();
     server_free(srv);
     if (app.rt)
         app.rt->ops->free(app.rt); /* sandboxes keep running; the next start adopts them */

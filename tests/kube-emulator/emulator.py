@@ -361,6 +361,27 @@ class Sandboxes:
                 subprocess.run(self.base() + ["destroy", line.split()[0]],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                stdin=subprocess.DEVNULL)
+        remove_cgroup_prefix(self.prefix)
+
+
+def remove_cgroup_prefix(prefix):
+    """rmdir our (now empty) cgroup prefix directories; a non-empty one is left alone."""
+    if not prefix or "/" in prefix or prefix in (".", ".."):
+        return
+    root = "/sys/fs/cgroup"
+    try:
+        ctrls = os.listdir(root)
+    except OSError:
+        return
+    for c in ctrls:
+        d = os.path.join(root, c, prefix)
+        if not os.path.isdir(d):
+            continue
+        for dirpath, _, _ in sorted(os.walk(d), key=lambda t: -len(t[0])):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,6 +594,8 @@ class PodRuntime:
         self._update(running)
         if self.main is not None:
             rc = self.main.wait()
+            if rc < 0:  # rtctl itself killed (kill fault): report it like a SIGKILLed container
+                rc = 128 - rc
             self.emu.sb.reap(self.main)
             self.finish(rc)
 

@@ -85,6 +85,12 @@ class Emulator:
                 subprocess.run(base + ["destroy", line.split()[0]], stdin=subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(self.state_dir, ignore_errors=True)
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("kube_emulator_mod",
+                                                      os.path.join(HERE, "emulator.py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        mod.remove_cgroup_prefix(self.cgroup_prefix)
         self.log.close()
 
 
