@@ -17,9 +17,11 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "controller/api.h"
+#include "controller/events.h"
 #include "controller/pgjson.h"
 #include "controller/plans.h"
 #include "controller/sandbox.h"
+#include "controller/templates.h"
 #include "controller/validate.h"
 #include "runtime/runtime.h"
 #include "storage/db.h"
@@ -149,13 +151,16 @@ API_HANDLER(api_sandbox_create)
     uint32_t cpus;
     uint64_t memory;
     char cpus_text[32], memory_text[32];
+    /* A template's defaults apply where the request sets nothing (controller/templates.h). */
+    const struct sbx_template *tpl = templates_find(sbx_json_get_str(body, "template"));
+    uint32_t def_cpus = tpl && tpl->cpus_milli ? tpl->cpus_milli : cfg->limits.default_cpus;
+    uint64_t def_mem = tpl && tpl->memory_bytes ? tpl->memory_bytes : cfg->limits.default_memory;
     if (v_string(body, "template", false, 1, 128, &template, resp) < 0 ||
         v_int(body, "timeout_seconds", false, 1, 365LL * 24 * 3600, &timeout, &has_timeout,
               resp) < 0 ||
         v_string_map(body, "env", MAX_ENV, 32768, &env, resp) < 0 ||
-        parse_cpus(body, cfg->limits.default_cpus, &cpus, cpus_text, sizeof(cpus_text), resp) < 0 ||
-        parse_memory(body, cfg->limits.default_memory, &memory, memory_text, sizeof(memory_text),
-                     resp) < 0)
+        parse_cpus(body, def_cpus, &cpus, cpus_text, sizeof(cpus_text), resp) < 0 ||
+        parse_memory(body, def_mem, &memory, memory_text, sizeof(memory_text), resp) < 0)
         return;
     for (size_t i = 0; env && i < env->u.object.len; i++)
         if (!env_name_ok(env->u.object.keys[i])) {
@@ -170,6 +175,9 @@ API_HANDLER(api_sandbox_create)
         http_error(resp, 422, "validation_error", "field 'metadata' must be an object");
         return;
     }
+    _cleanup_json_ yajl_val tpl_env = tpl ? templates_merge_env(tpl, env) : NULL;
+    if (tpl_env)
+        env = tpl_env;
     _cleanup_free_ char *metadata_json = json_text(metadata);
     _cleanup_free_ char *env_json = json_text(env);
     if (strlen(metadata_json) > MAX_METADATA_BYTES) {
@@ -177,8 +185,14 @@ API_HANDLER(api_sandbox_create)
                    MAX_METADATA_BYTES);
         return;
     }
-    if (template && strcmp(template, "default") != 0 && strcmp(template, "base") != 0) {
-        http_error(resp, 422, "validation_error", "unknown template '%s'", template);
+    if (template && !tpl) {
+        http_error(resp, 400, "unknown_template", "unknown template '%s'; valid templates: %s",
+                   template, templates_names());
+        return;
+    }
+    if (tpl && !tpl->available) {
+        http_error(resp, 422, "template_unavailable", "template '%s' is not available: %s",
+                   tpl->name, tpl->unavailable_reason);
         return;
     }
     if (!has_timeout)
@@ -254,6 +268,11 @@ API_HANDLER(api_sandbox_create)
                  12, params, NULL);
     if (r >= 0)
         r = usage_record(ctx->db, req->who.org_id, id, "sandbox_created", 1);
+    _cleanup_free_ char *ev_data = xasprintf(
+        "{\"template\":\"%s\",\"cpus\":\"%s\",\"memory\":\"%s\",\"timeout_seconds\":%lld}",
+        tpl ? tpl->name : "default", cpus_text, memory_text, timeout);
+    if (r >= 0)
+        r = events_emit(ctx->db, req->who.org_id, id, "sandbox.created", ev_data);
     if (r >= 0)
         r = db_commit(ctx->db);
     if (r >= 0)
@@ -271,7 +290,7 @@ API_HANDLER(api_sandbox_create)
         .cpus_milli = cpus,
         .memory_bytes = memory,
         .pids_max = DEFAULT_PIDS_MAX,
-        .network = false,
+        .network = tpl && tpl->allow_network && cfg->runtime.allow_network,
         .env = (const char *const *)env_arr,
     };
     char err[256] = "";
@@ -286,11 +305,34 @@ API_HANDLER(api_sandbox_create)
                      "  stopped_at = now() WHERE id = $1",
                      2, (const char *[]){ id, "the sandbox could not be started" }, NULL);
         if (r >= 0)
+            r = events_emit(ctx->db, req->who.org_id, id, "sandbox.error",
+                            "{\"reason\":\"the sandbox could not be started\"}");
+        if (r >= 0)
             db_commit(ctx->db);
         else
             db_rollback(ctx->db);
         http_error(resp, 500, "sandbox_start_failed", "the sandbox could not be started");
         return;
+    }
+        r = db_commit(ctx->db);
+        if (db_begin(ctx->db, req->who.org_id) < 0)
+            return db_failed(resp, -EIO);
+        if (rr < 0) {
+            sandbox_lock(id);
+            ctx->app->rt->ops->stop(ctx->app->rt, id);
+            sandbox_unlock(id);
+            if (db_query(ctx->db,
+                         "UPDATE sandboxes SET status = 'error', status_reason = $2, "
+                         "  stopped_at = now() WHERE id = $1",
+                db_commit(ctx->db);
+            else
+                db_rollback(ctx->db);
+            return;
+        }
+        r = db_query(ctx->db,
+                     "UPDATE sandboxes SET env = COALESCE($2::jsonb, '{}'::jsonb) || env, "
+        if (r < 0)
+            return db_failed(resp, r);
     }
     r = db_query(ctx->db,
                  "UPDATE sandboxes SET status = 'running', started_at = now(), "
@@ -304,6 +346,8 @@ API_HANDLER(api_sandbox_create)
                          (const char *[]){ id }, &row);
         if (r <= 0)
             return db_failed(resp, r < 0 ? r : -EIO);
+    } else if ((r = events_emit(ctx->db, req->who.org_id, id, "sandbox.ready", ev_data)) < 0) {
+        return db_failed(resp, r);
     }
     emit_sandbox(resp, 201, row);
 }

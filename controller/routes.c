@@ -27,6 +27,29 @@ const struct route routes[] = {
 
     READ("/api/v1/audit", api_audit_list),
 
+    /* Webhooks, secrets, templates (api-webhooks.c, api-secrets.c, api-templates.c). */
+    READ("/api/v1/webhooks", api_webhooks_list),
+    MUTATE(HTTP_POST, "/api/v1/webhooks", AUTH_SCOPE_WRITE, "webhook.create",
+           api_webhooks_create),
+    MUTATE(HTTP_DELETE, "/api/v1/webhooks/:id", AUTH_SCOPE_WRITE, "webhook.delete",
+           api_webhooks_delete),
+    { .method = HTTP_POST, .pattern = "/api/v1/webhooks/:id/test", .auth = true,
+      .scope = AUTH_SCOPE_WRITE, .action = "webhook.test", .handler = api_webhooks_test,
+      .long_running = true },
+    READ("/api/v1/webhooks/:id/deliveries", api_webhooks_deliveries),
+    READ("/api/v1/secrets", api_secrets_list),
+    MUTATE(HTTP_POST, "/api/v1/secrets", AUTH_SCOPE_WRITE, "secret.create", api_secrets_create),
+    MUTATE(HTTP_PUT, "/api/v1/secrets/:name", AUTH_SCOPE_WRITE, "secret.update",
+           api_secrets_update),
+    MUTATE(HTTP_DELETE, "/api/v1/secrets/:name", AUTH_SCOPE_WRITE, "secret.delete",
+           api_secrets_delete),
+    MUTATE(HTTP_POST, "/api/v1/secrets/:name/check", AUTH_SCOPE_READ, "secret.access",
+           api_secrets_check),
+    MUTATE(HTTP_POST, "/api/v1/sandbox/:id/secrets/inject", AUTH_SCOPE_WRITE, "secret.inject",
+           api_secrets_inject),
+    READ("/api/v1/templates", api_templates_list),
+    READ("/api/v1/templates/:name", api_templates_get),
+
     MUTATE(HTTP_POST, "/api/v1/sandbox/create", AUTH_SCOPE_WRITE, "sandbox.create",
            api_sandbox_create),
     READ("/api/v1/sandboxes", api_sandboxes_list),
@@ -47,6 +70,8 @@ const struct route routes[] = {
 
     READ("/api/v1/usage/current", api_usage_current),
     READ("/api/v1/usage/history", api_usage_history),
+
+
 };
 
 const size_t n_routes = sizeof(routes) / sizeof(routes[0]);

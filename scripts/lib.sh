@@ -17,7 +17,7 @@ SBX_PACKAGES=(
     libseccomp-dev zlib1g-dev
     postgresql postgresql-client
     python3 python3-pytest python3-pytest-timeout python3-requests python3-websocket python3-psycopg2 python3-boto3
-    python3-yaml
+    python3-yaml python3-kubernetes
     curl ca-certificates procps util-linux iproute2
 )
 
