@@ -85,6 +85,11 @@ struct sbx_config {
         uint64_t interval; /* reconciler.interval (seconds) */
     } reconciler;
     struct {
+        uint64_t max_workspace_bytes; /* checkpoints.max_workspace_bytes (bytes) */
+        uint32_t max_files;           /* checkpoints.max_files */
+        uint64_t org_quota_bytes;     /* checkpoints.org_quota_bytes (bytes) */
+    } checkpoints;
+    struct {
         char *kind;          /* storage.kind: "fs" | "s3" */
         char *fs_dir;        /* storage.fs_dir: "" = <state_dir>/blobs */
         char *signing_key;   /* storage.signing_key: "" = <state_dir>/blob-signing.key */

@@ -31,6 +31,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "controller/app.h"
+#include "controller/checkpoint.h"
 #include "controller/events.h"
 #include "controller/sandbox.h"
 #include "runtime/runtime.h"
@@ -38,6 +39,7 @@
 
 #define CREATE_GRACE_S 60.0
 #define METER_EVERY_S 30
+#define CKPT_REAP_EVERY_S 2
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
@@ -110,12 +112,17 @@ static void *reaper_main(void *arg)
     struct app *app = arg;
     struct db *db = NULL;
     uint64_t last_meter = sbx_now_ms();
+    uint64_t last_ckpt = 0;
     do {
         if (!db)
             db = connect_db(app, "reaper");
         if (!db)
             continue;
         reap_expired(app, db);
+        if (sbx_now_ms() - last_ckpt >= CKPT_REAP_EVERY_S * 1000) {
+            ckpt_reap(app, db); /* expired artifacts, stale pending checkpoints, content gc */
+            last_ckpt = sbx_now_ms();
+        }
         }
         if (sbx_now_ms() - last_meter >= METER_EVERY_S * 1000) {
             meter_running(app, db);

@@ -11,7 +11,7 @@
 
 #include "controller/http.h"
 
-#define ROUTER_PARAM_MAX 128
+#define ROUTER_PARAM_MAX 512 /* fs presigned-URL tokens (/api/v1/blobs/:token) are ~200 */
 
 struct handler_ctx;
 typedef void (*route_handler_fn)(struct handler_ctx *ctx, struct http_request *req,

@@ -73,7 +73,7 @@ int main(void)
            "parameter with a character outside [A-Za-z0-9._~-]");
     is_int(match(HTTP_DELETE, "/api/v1/api-keys/a b", &r, p, &np, allow), -ENOENT,
            "parameter with a space");
-    char longp[300] = "/api/v1/api-keys/";
+    char longp[ROUTER_PARAM_MAX + 64] = "/api/v1/api-keys/";
     memset(longp + strlen(longp), 'a', ROUTER_PARAM_MAX + 1);
     is_int(match(HTTP_DELETE, longp, &r, p, &np, allow), -ENOENT, "over-long parameter");
 
