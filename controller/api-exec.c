@@ -19,6 +19,8 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "controller/api.h"
+#include "controller/events.h"
+#include "controller/secrets.h"
 #include "controller/sandbox.h"
 #include "controller/stream.h"
 #include "controller/validate.h"
@@ -270,6 +272,8 @@ API_HANDLER(api_exec)
     struct exec_request er;
     memset(&er, 0, sizeof(er));
     char **env = NULL, **merged = NULL;
+    struct secret_set *secrets = NULL;
+    _cleanup_free_ char *started = NULL;
     _cleanup_jgen_ yajl_gen g = NULL;
 
     resp->audit.resource = "sandbox";
@@ -281,6 +285,19 @@ API_HANDLER(api_exec)
     snprintf(resp->audit.sandbox_id, sizeof(resp->audit.sandbox_id), "%s", id);
     if (exec_request_parse(app, body, false, &er, resp) < 0)
         goto out;
+    /* Injected secrets: environment for the command, scrubbed from what comes back. */
+    if (secrets_load_for_sandbox(ctx->db, req->who.org_id, id, &secrets) < 0) {
+        http_error(resp, 503, "database_unavailable", "the database is not reachable");
+        goto out;
+    }
+    if (secrets) {
+        char **senv = secret_set_env(secrets, env);
+        sandbox_env_free(env);
+        env = senv;
+        char *ct = secret_set_scrub(secrets, er.command_text, strlen(er.command_text), NULL);
+        free(er.command_text);
+        er.command_text = ct;
+    }
     merged = exec_env_merge(env, er.env);
     struct sbx_exec_spec spec = {
         .argv = (const char *const *)er.argv,
@@ -288,6 +305,11 @@ API_HANDLER(api_exec)
         .cwd = er.cwd,
     };
 
+    started = events_command_data(er.command_text, er.stream, -1, NULL, 0);
+    if (events_emit(ctx->db, req->who.org_id, id, "command.started", started) < 0) {
+        http_error(resp, 503, "database_unavailable", "the database is not reachable");
+        goto out;
+    }
     if (er.stream) {
         struct sbx_exec *e = NULL;
         int r = sbx_exec_start(app->rt, id, &spec, &e);
@@ -299,6 +321,7 @@ API_HANDLER(api_exec)
                                             er.timeout_ms, false);
         if (er.stdin_len)
             stream_set_stdin(st, er.stdin_data, er.stdin_len);
+        stream_set_secrets(st, secrets);
         resp->stream = st;
         resp->status = 200;
         resp->content_type = "text/event-stream";
@@ -320,6 +343,22 @@ API_HANDLER(api_exec)
     uint64_t dur_ms = o.duration_us / 1000;
     r = sandbox_record_exec(ctx->db, req->who.org_id, id, er.command_text, code, reason, dur_ms,
                             o.out_len, o.err_len);
+    if (r >= 0) {
+        _cleanup_free_ char *done = events_command_data(er.command_text, false, code, reason, dur_ms);
+        r = events_emit(ctx->db, req->who.org_id, id,
+                        code == 0 && !reason ? "command.completed" : "command.failed", done);
+    }
+    if (secrets) {
+        size_t n;
+        char *s = secret_set_scrub(secrets, o.out, o.out_len, &n);
+        free(o.out);
+        o.out = s;
+        o.out_len = n;
+        s = secret_set_scrub(secrets, o.err, o.err_len, &n);
+        free(o.err);
+        o.err = s;
+        o.err_len = n;
+    }
     if (r < 0) {
         sbx_exec_output_free(&o);
         log_error_errno(r, "recording an execution failed");
@@ -349,6 +388,7 @@ out:
     exec_request_free(&er);
     exec_env_free(merged);
     sandbox_env_free(env);
+    secret_set_free(secrets);
 }
 
 /* GET /api/v1/sandbox/:id/exec/ws without an Upgrade header. */

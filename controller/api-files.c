@@ -16,6 +16,7 @@
 #include "common/crypto.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "controller/events.h"
 #include "controller/api.h"
 #include "controller/sandbox.h"
 #include "controller/validate.h"
@@ -142,6 +143,10 @@ API_HANDLER(api_files_write)
     sbx_jgen_key(g, "files");
     yajl_gen_array_open(g);
     uint64_t total = 0;
+    _cleanup_jgen_ yajl_gen eg = sbx_jgen_new(); /* file.written event data */
+    yajl_gen_map_open(eg);
+    sbx_jgen_key(eg, "paths");
+    yajl_gen_array_open(eg);
     for (size_t i = 0; i < nfiles && r == 0; i++) {
         r = sbx_write_file(ctx->app->rt, id, dec[i].path, dec[i].data, dec[i].len, dec[i].mode,
                            SBX_WRITE_MKDIRS);
@@ -150,6 +155,7 @@ API_HANDLER(api_files_write)
             break;
         }
         total += dec[i].len;
+        sbx_jgen_str(eg, dec[i].path);
         yajl_gen_map_open(g);
         sbx_jgen_kstr(g, "path", dec[i].path);
         sbx_jgen_kint(g, "size", (long long)dec[i].len);
@@ -160,6 +166,15 @@ API_HANDLER(api_files_write)
     free(dec);
     if (r < 0)
         return;
+    yajl_gen_array_close(eg);
+    sbx_jgen_kint(eg, "count", (long long)nfiles);
+    sbx_jgen_kint(eg, "bytes", (long long)total);
+    yajl_gen_map_close(eg);
+    _cleanup_free_ char *ev = sbx_jgen_take(eg, NULL);
+    if (events_emit(ctx->db, req->who.org_id, id, "file.written", ev) < 0) {
+        http_error(resp, 503, "database_unavailable", "the database is not reachable");
+        return;
+    }
     yajl_gen_array_close(g);
     sbx_jgen_kint(g, "written", (long long)files->u.array.len);
     yajl_gen_map_close(g);

@@ -196,7 +196,8 @@ API_HANDLER(api_sandbox_create)
         return;
     }
     if (!has_timeout)
-        timeout = (long long)cfg->limits.default_timeout;
+        timeout = tpl && tpl->timeout_s ? (long long)tpl->timeout_s
+                                        : (long long)cfg->limits.default_timeout;
 
     /* Plan and configuration maximums. */
     _cleanup_pgres_ PGresult *plan_res = NULL, *cnt = NULL, *row = NULL;
@@ -313,26 +314,6 @@ API_HANDLER(api_sandbox_create)
             db_rollback(ctx->db);
         http_error(resp, 500, "sandbox_start_failed", "the sandbox could not be started");
         return;
-    }
-        r = db_commit(ctx->db);
-        if (db_begin(ctx->db, req->who.org_id) < 0)
-            return db_failed(resp, -EIO);
-        if (rr < 0) {
-            sandbox_lock(id);
-            ctx->app->rt->ops->stop(ctx->app->rt, id);
-            sandbox_unlock(id);
-            if (db_query(ctx->db,
-                         "UPDATE sandboxes SET status = 'error', status_reason = $2, "
-                         "  stopped_at = now() WHERE id = $1",
-                db_commit(ctx->db);
-            else
-                db_rollback(ctx->db);
-            return;
-        }
-        r = db_query(ctx->db,
-                     "UPDATE sandboxes SET env = COALESCE($2::jsonb, '{}'::jsonb) || env, "
-        if (r < 0)
-            return db_failed(resp, r);
     }
     r = db_query(ctx->db,
                  "UPDATE sandboxes SET status = 'running', started_at = now(), "

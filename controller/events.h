@@ -29,3 +29,11 @@ bool events_name_valid(const char *name);
  * that is not an object), or the db_query error. Never logs the payload. */
 int events_emit(struct db *db, const char *org_id, const char *sandbox_id, const char *event,
                 const char *data_json);
+
+/* {"reason": reason} (reason may be NULL → {}), malloc'd. */
+char *events_data_reason(const char *reason);
+
+/* {"command", "stream", "exit_code"?, "reason"?, "duration_ms"?} for command.* events
+ * (exit_code < 0 and duration 0 with no reason: command.started). Command text capped at 1 KiB. */
+char *events_command_data(const char *command, bool stream, int exit_code, const char *reason,
+                          unsigned long long duration_ms);

@@ -70,8 +70,6 @@ const struct route routes[] = {
 
     READ("/api/v1/usage/current", api_usage_current),
     READ("/api/v1/usage/history", api_usage_history),
-
-
 };
 
 const size_t n_routes = sizeof(routes) / sizeof(routes[0]);

@@ -13,6 +13,7 @@
 #include "common/crypto.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "controller/events.h"
 #include "runtime/runtime.h"
 #include "storage/db.h"
 
@@ -157,6 +158,40 @@ void utf8_truncate(char *s, size_t max)
     s[n] = '\0';
 }
 
+/* resource.warning (≥ 80 % of the memory limit) / resource.critical (≥ 95 %): at most one
+ * event per level until usage drops below the level again (sandboxes.resource_alert). */
+static int resource_alert(struct db *db, const char *org_id, const char *id, uint64_t used)
+{
+    char u[32];
+    snprintf(u, sizeof(u), "%llu", (unsigned long long)used);
+    _cleanup_pgres_ PGresult *res = NULL;
+    int r = db_query(db,
+                     "WITH cur AS (SELECT id, resource_alert AS old, memory_bytes, "
+                     "    CASE WHEN memory_bytes > 0 AND $2::bigint * 100 >= memory_bytes * 95 "
+                     "           THEN 'critical' "
+                     "         WHEN memory_bytes > 0 AND $2::bigint * 100 >= memory_bytes * 80 "
+                     "           THEN 'warning' END AS lvl "
+                     "    FROM sandboxes WHERE id = $1 FOR UPDATE) "
+                     "UPDATE sandboxes s SET resource_alert = cur.lvl FROM cur "
+                     " WHERE s.id = cur.id AND cur.lvl IS DISTINCT FROM cur.old "
+                     "RETURNING cur.lvl, cur.old, cur.memory_bytes",
+                     2, (const char *[]){ id, u }, &res);
+    if (r <= 0)
+        return r;
+    if (PQgetisnull(res, 0, 0))
+        return 0; /* dropped below: re-arm */
+    const char *lvl = PQgetvalue(res, 0, 0);
+    /* warning → critical announces critical; critical → warning is a drop, no event */
+    if (!PQgetisnull(res, 0, 1) && strcmp(lvl, "warning") == 0)
+        return 0;
+    _cleanup_free_ char *data = xasprintf(
+        "{\"resource\":\"memory\",\"used_bytes\":%s,\"limit_bytes\":%s,\"level\":\"%s\"}", u,
+        PQgetvalue(res, 0, 2), lvl);
+    return events_emit(db, org_id, id,
+                       strcmp(lvl, "critical") == 0 ? "resource.critical" : "resource.warning",
+                       data);
+}
+
 int sandbox_meter(struct app *app, struct db *db, const char *org_id, const char *id)
 {
     struct sbx_sandbox_stats st = { 0 };
@@ -194,6 +229,8 @@ int sandbox_meter(struct app *app, struct db *db, const char *org_id, const char
         return r;
     if (have_stats && st.memory_peak_bytes > 0)
         r = usage_record(db, org_id, id, "memory_peak_bytes", (double)st.memory_peak_bytes);
+    if (r >= 0 && have_stats)
+        r = resource_alert(db, org_id, id, st.memory_bytes);
     return r < 0 ? r : 0;
 }
 
@@ -217,6 +254,7 @@ int sandbox_terminate(struct app *app, struct db *db, const char *org_id, const 
         db_rollback(db);
         goto out;
     }
+    bool announce = strcmp(PQgetvalue(res, 0, 0), "terminating") == 0;
 
     /* 2. The runtime: kill everything (and remove the workspace for delete). */
     int rr = 0;
@@ -243,6 +281,16 @@ int sandbox_terminate(struct app *app, struct db *db, const char *org_id, const 
                                    rr < 0 ? "runtime cleanup failed" : reason,
                                    mark_deleted ? "true" : "false" },
                  NULL);
+    if (r > 0 && announce) {
+        const char *ev = rr < 0                                  ? "sandbox.error"
+                         : reason && strcmp(reason, "timeout") == 0 ? "sandbox.timeout"
+                                                                    : "sandbox.stopped";
+        _cleanup_free_ char *data =
+            events_data_reason(rr < 0 ? "runtime cleanup failed" : reason);
+        int er = events_emit(db, org_id, id, ev, data);
+        if (er < 0)
+            r = er;
+    }
     if (r < 0 || (r = db_commit(db)) < 0)
         db_rollback(db);
     else

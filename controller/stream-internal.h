@@ -83,6 +83,7 @@ struct stream {
     char org_id[40], sandbox_id[72];
     char *command_text;
     bool recorded;
+    struct secret_scrubber *scrub[2]; /* injected secrets removed from output (secrets.h) */
 
     /* WebSocket */
     enum ws_phase phase;

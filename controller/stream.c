@@ -43,6 +43,8 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "controller/events.h"
+#include "controller/secrets.h"
 #include "controller/sandbox.h"
 #include "controller/server.h"
 #include "controller/stream-internal.h"
@@ -272,6 +274,8 @@ static void release(struct stream *st)
     segq_clear(&st->in);
     sbx_buf_free(&st->msg);
     free(st->command_text);
+    secret_scrubber_free(st->scrub[0]);
+    secret_scrubber_free(st->scrub[1]);
     free(st->authorization);
     free(st->org_header);
     free(st->request_id);
@@ -344,6 +348,14 @@ void stream_set_stdin(struct stream *st, const char *data, size_t len)
     st->in_eof_wanted = true;
 }
 
+void stream_set_secrets(struct stream *st, const struct secret_set *set)
+{
+    for (int ch = 0; ch < 2; ch++) {
+        secret_scrubber_free(st->scrub[ch]);
+        st->scrub[ch] = secret_scrubber_new(set);
+    }
+}
+
 void stream_discard(struct stream *st)
 {
     if (!st)
@@ -373,6 +385,14 @@ static void record_work(struct handler_ctx *ctx, void *arg)
         r = sandbox_record_exec(ctx->db, t->org_id, t->sandbox_id, t->command_text,
                                 t->exit_code, t->reason, t->duration_ms, t->out_bytes,
                                 t->err_bytes);
+        if (r >= 0) {
+            _cleanup_free_ char *data = events_command_data(t->command_text, true, t->exit_code,
+                                                            t->reason, t->duration_ms);
+            r = events_emit(ctx->db, t->org_id, t->sandbox_id,
+                            t->exit_code == 0 && !t->reason ? "command.completed"
+                                                            : "command.failed",
+                            data);
+        }
         if (r >= 0)
             r = db_commit(ctx->db);
         else
@@ -490,20 +510,43 @@ static void ws_data_frame(struct stream *st, int ch, const unsigned char *d, siz
     push_out(st, s);
 }
 
-static void emit_output(struct stream *st, int ch, const unsigned char *d, size_t n)
+static void emit_raw(struct stream *st, int ch, const unsigned char *d, size_t n)
 {
-    if (ch == 0)
-        st->out_bytes += n;
-    else
-        st->err_bytes += n;
     if (st->kind == STREAM_SSE)
         sse_data_event(st, ch, d, n, false);
     else
         ws_data_frame(st, ch, d, n);
 }
 
+static void emit_output(struct stream *st, int ch, const unsigned char *d, size_t n)
+{
+    if (ch == 0)
+        st->out_bytes += n;
+    else
+        st->err_bytes += n;
+    if (st->scrub[ch]) {
+        /* a value split across reads is held back until it is decided */
+        struct sbx_buf b = SBX_BUF_INIT;
+        secret_scrubber_feed(st->scrub[ch], d, n, &b);
+        if (b.len)
+            emit_raw(st, ch, (const unsigned char *)b.data, b.len);
+        sbx_buf_free(&b);
+        return;
+    }
+    emit_raw(st, ch, d, n);
+}
+
 static void flush_carry(struct stream *st, int ch)
 {
+    if (st->scrub[ch]) {
+        struct sbx_buf b = SBX_BUF_INIT;
+        secret_scrubber_flush(st->scrub[ch], &b);
+        secret_scrubber_free(st->scrub[ch]);
+        st->scrub[ch] = NULL;
+        if (b.len)
+            emit_raw(st, ch, (const unsigned char *)b.data, b.len);
+        sbx_buf_free(&b);
+    }
     if (st->kind == STREAM_SSE && st->carry_len[ch])
         sse_data_event(st, ch, (const unsigned char *)"", 0, true);
 }

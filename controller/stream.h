@@ -99,6 +99,9 @@ struct stream *stream_new_exec(struct app *app, struct sbx_exec *e, const char *
 
 /* Stdin for a streamed exec (worker, before the hand-off): written, then closed. */
 void stream_set_stdin(struct stream *st, const char *data, size_t len);
+/* Scrubs the values of set (may be NULL; copied) from the stream's output. Before hand-off. */
+struct secret_set;
+void stream_set_secrets(struct stream *st, const struct secret_set *set);
 
 /* Writes s[0..n) to out as the body of a JSON string (no quotes): invalid UTF-8 becomes
  * U+FFFD per offending byte; control characters, '"' and '\\' are escaped. out must have

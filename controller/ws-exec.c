@@ -28,6 +28,8 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "controller/events.h"
+#include "controller/secrets.h"
 #include "controller/apikey.h"
 #include "controller/audit.h"
 #include "controller/sandbox.h"
@@ -177,6 +179,7 @@ struct start_task {
     unsigned timeout_ms;
     char *command_text;
     char org_id[40];
+    struct secret_set *secrets;   /* injected secrets (scrubbed from the output) */
 };
 
 static int close_code_for(int status)
@@ -210,6 +213,7 @@ static void start_work(struct handler_ctx *ctx, void *arg)
     snprintf(req.request_id, sizeof(req.request_id), "%s", t->request_id);
     req.org_header = t->org_header;
     _cleanup_free_ char *auth_from_msg = NULL;
+    _cleanup_free_ char *started = NULL;
     _cleanup_json_ yajl_val body = NULL;
     char err[128];
     char **env = NULL, **merged = NULL;
@@ -255,6 +259,18 @@ static void start_work(struct handler_ctx *ctx, void *arg)
         snprintf(resp.audit.sandbox_id, sizeof(resp.audit.sandbox_id), "%s", t->sandbox_id);
     if (exec_request_parse(app, body, true, &er, &resp) < 0)
         goto fail_tx;
+    if (secrets_load_for_sandbox(ctx->db, req.who.org_id, t->sandbox_id, &t->secrets) < 0) {
+        http_error(&resp, 503, "database_unavailable", "the database is not reachable");
+        goto fail_tx;
+    }
+    if (t->secrets) {
+        char **senv = secret_set_env(t->secrets, env);
+        sandbox_env_free(env);
+        env = senv;
+        char *ct = secret_set_scrub(t->secrets, er.command_text, strlen(er.command_text), NULL);
+        free(er.command_text);
+        er.command_text = ct;
+    }
     merged = exec_env_merge(env, er.env);
     struct sbx_exec_spec spec = {
         .argv = (const char *const *)er.argv,
@@ -270,7 +286,10 @@ static void start_work(struct handler_ctx *ctx, void *arg)
         goto fail_tx;
     }
     resp.status = 200;
-    if (audit_write(ctx, &req, &resp, true) < 0 || db_commit(ctx->db) < 0) {
+    free(started);
+    started = events_command_data(er.command_text, true, -1, NULL, 0);
+    if (events_emit(ctx->db, req.who.org_id, t->sandbox_id, "command.started", started) < 0 ||
+        audit_write(ctx, &req, &resp, true) < 0 || db_commit(ctx->db) < 0) {
         db_rollback(ctx->db);
         sbx_exec_free(t->exec);
         t->exec = NULL;
@@ -303,6 +322,7 @@ static void start_task_free(struct start_task *t)
     free(t->sandbox_id);
     free(t->msg);
     free(t->command_text);
+    secret_set_free(t->secrets);
     free(t);
 }
 
@@ -323,6 +343,7 @@ static void start_done(void *arg)
         st->tty = t->tty;
         st->timeout_ms = t->timeout_ms;
         st->command_text = TAKE_PTR(t->command_text);
+        stream_set_secrets(st, t->secrets);
         snprintf(st->org_id, sizeof(st->org_id), "%s", t->org_id);
         st->phase = WS_RUNNING;
         _cleanup_jgen_ yajl_gen g = sbx_jgen_new();
