@@ -147,6 +147,27 @@ if [[ ${SBX_SKIP_API:-0} != 1 ]]; then
     done
 fi
 
+# --- pytest tests/kube-emulator (the Kubernetes API emulator against real kubectl and
+# python-kubernetes; needs only rtctl from the plain build — no daemon, no Postgres) ----------
+if [[ ${SBX_SKIP_API:-0} != 1 && -n ${built[plain]:-} && -d tests/kube-emulator ]]; then
+    xml=$results/pytest-plain-kube-emulator.xml
+    sbx_log "pytest tests/kube-emulator (rtctl: build/runtime/rtctl)"
+    kto=(); /usr/bin/python3 -c 'import pytest_timeout' 2>/dev/null && kto=(--timeout=120)
+    # shellcheck disable=SC2206
+    kextra=(${SBX_PYTEST_ARGS:-})
+    KUBE_EMULATOR_RTCTL=$SBX_ROOT/build/runtime/rtctl PYTHONDONTWRITEBYTECODE=1 \
+        timeout --kill-after=30 600 \
+        /usr/bin/python3 -m pytest tests/kube-emulator -p no:cacheprovider -rfEsx \
+        -o junit_family=xunit2 --junitxml="$xml" "${kto[@]}" "${kextra[@]}"
+    rc=$?
+    case $rc in
+        0) ;;
+        5) sbx_log "pytest collected no tests (kube-emulator)"; rm -f "$xml" ;;
+        *) [[ -s $xml ]] || failed_steps+=("pytest-kube-emulator (exit $rc)") ;;
+    esac
+    sbx_log "[$(elapsed)] pytest kube-emulator done (exit $rc)"
+fi
+
 # --- summary -------------------------------------------------------------------------------
 fail_args=()
 for s in "${failed_steps[@]}"; do fail_args+=(--fail "$s"); done
