@@ -199,34 +199,44 @@ API_HANDLER(api_sandbox_create)
         timeout = tpl && tpl->timeout_s ? (long long)tpl->timeout_s
                                         : (long long)cfg->limits.default_timeout;
 
-    /* Plan and configuration maximums. */
-    _cleanup_pgres_ PGresult *plan_res = NULL, *cnt = NULL, *row = NULL;
-    int r = db_query(ctx->db, "SELECT plan FROM orgs WHERE id = $1", 1,
-                     (const char *[]){ req->who.org_id }, &plan_res);
-    if (r <= 0)
-        return db_failed(resp, r < 0 ? r : -EIO);
-    const struct plan_limits *plan = plan_lookup(PQgetvalue(plan_res, 0, 0));
-    uint32_t max_cpus = MIN(plan->max_cpus_milli, cfg->limits.max_cpus);
-    uint64_t max_mem = MIN(plan->max_memory_bytes, cfg->limits.max_memory);
-    uint64_t max_timeout = MIN(plan->max_timeout_s, cfg->limits.max_timeout);
-    uint32_t max_conc = MIN(plan->max_concurrent, cfg->limits.max_sandboxes_per_org);
-    char lim[32];
+    /* Plan and configuration maximums (controller/plans.h). */
+    _cleanup_pgres_ PGresult *cnt = NULL, *row = NULL;
+    struct plan_limits plan;
+    int r = plan_of_org(ctx, req->who.org_id, &plan);
+    if (r < 0)
+        return db_failed(resp, r == -ENOENT ? -EIO : r);
+    uint32_t max_cpus = MIN(plan.max_cpus_milli, cfg->limits.max_cpus);
+    uint64_t max_mem = MIN(plan.max_memory_bytes, cfg->limits.max_memory);
+    uint64_t max_timeout = plan.max_timeout_s ? MIN(plan.max_timeout_s, cfg->limits.max_timeout)
+                                              : cfg->limits.max_timeout;
+    uint32_t max_conc = plan.max_concurrent
+                            ? MIN(plan.max_concurrent, cfg->limits.max_sandboxes_per_org)
+                            : cfg->limits.max_sandboxes_per_org;
+    char lim[32], got[32];
     if (cpus > max_cpus) {
         sbx_config_format_cpus(max_cpus, lim, sizeof(lim));
-        http_error(resp, 422, "limit_exceeded", "cpus exceeds the maximum of %s for plan '%s'",
-                   lim, plan->name);
+        sbx_config_format_cpus(cpus, got, sizeof(got));
+        plan_error(req, resp, 422, "cpus_limit_exceeded", "max_cpus", cpus / 1000.0,
+                   max_cpus / 1000.0, "cpus", plan.name,
+                   "cpus limit exceeded: requested %s, plan '%s' allows at most %s", got,
+                   plan.name, lim);
         return;
     }
     if (memory > max_mem) {
         sbx_config_format_size(max_mem, lim, sizeof(lim));
-        http_error(resp, 422, "limit_exceeded", "memory exceeds the maximum of %s for plan '%s'",
-                   lim, plan->name);
+        sbx_config_format_size(memory, got, sizeof(got));
+        plan_error(req, resp, 422, "memory_limit_exceeded", "max_memory", (double)memory,
+                   (double)max_mem, "bytes", plan.name,
+                   "memory limit exceeded: requested %s, plan '%s' allows at most %s", got,
+                   plan.name, lim);
         return;
     }
     if ((uint64_t)timeout > max_timeout) {
-        http_error(resp, 422, "limit_exceeded",
-                   "timeout_seconds exceeds the maximum of %llu for plan '%s'",
-                   (unsigned long long)max_timeout, plan->name);
+        plan_error(req, resp, 422, "duration_limit_exceeded", "max_duration", (double)timeout,
+                   (double)max_timeout, "seconds", plan.name,
+                   "duration limit exceeded: timeout_seconds %lld, plan '%s' allows at most "
+                   "%llu seconds",
+                   timeout, plan.name, (unsigned long long)max_timeout);
         return;
     }
     if (!ctx->app->rt) {
@@ -234,20 +244,37 @@ API_HANDLER(api_sandbox_create)
         return;
     }
 
-    /* Concurrency: serialise creates of one org, count what is alive. */
+    /* Concurrency and the monthly count: serialise creates of one org, count what is alive
+     * and what was created this calendar month (UTC). Under the request's mode (RLS): test
+     * keys have their own budget with the same limits. */
     r = db_query(ctx->db, "SELECT pg_advisory_xact_lock(hashtextextended($1, 42))", 1,
                  (const char *[]){ req->who.org_id }, NULL);
     if (r >= 0)
         r = db_query(ctx->db,
-                     "SELECT count(*) FROM sandboxes "
-                     " WHERE status IN ('creating', 'running', 'terminating')",
-                     0, NULL, &cnt);
+                     "SELECT (SELECT count(*) FROM sandboxes "
+                     "         WHERE status IN ('creating', 'running', 'terminating')), "
+                     "       (SELECT COALESCE(sum(quantity), 0)::bigint FROM usage_events "
+                     "         WHERE kind = 'sandbox_created' AND billing_status = $1 "
+                     "           AND created_at >= date_trunc('month', now() AT TIME ZONE 'UTC') "
+                     "                             AT TIME ZONE 'UTC')",
+                     1, (const char *[]){ req->who.test_mode ? "sandbox" : "live" }, &cnt);
     if (r < 0)
         return db_failed(resp, r);
-    if (strtoull(PQgetvalue(cnt, 0, 0), NULL, 10) >= max_conc) {
-        http_error(resp, 429, "quota_exceeded",
-                   "the organization already has %u active sandboxes (plan '%s' allows %u)",
-                   max_conc, plan->name, max_conc);
+    unsigned long long active = strtoull(PQgetvalue(cnt, 0, 0), NULL, 10);
+    unsigned long long month = strtoull(PQgetvalue(cnt, 0, 1), NULL, 10);
+    if (active >= max_conc) {
+        plan_error(req, resp, 429, "concurrency_limit_exceeded", "max_concurrent",
+                   (double)active, (double)max_conc, "sandboxes", plan.name,
+                   "concurrent sandbox limit reached: %llu active, plan '%s' allows %u",
+                   active, plan.name, max_conc);
+        return;
+    }
+    if (plan.monthly_sandboxes && month >= plan.monthly_sandboxes) {
+        plan_error(req, resp, 429, "monthly_limit_exceeded", "monthly_sandboxes",
+                   (double)month, (double)plan.monthly_sandboxes, "sandboxes", plan.name,
+                   "monthly sandbox limit reached: %llu created this month, plan '%s' allows "
+                   "%u",
+                   month, plan.name, plan.monthly_sandboxes);
         return;
     }
 
@@ -259,7 +286,8 @@ API_HANDLER(api_sandbox_create)
     const char *params[] = { id,          req->who.org_id, template ? template : "default",
                              cpus_text,   memory_text,     cpus_milli,
                              mem_bytes,   timeout_s,       env_json,
-                             metadata_json, req->who.key_id, ctx->app->instance };
+                             metadata_json, req->who.key_id[0] ? req->who.key_id : NULL,
+                             ctx->app->instance };
     r = db_query(ctx->db,
                  "INSERT INTO sandboxes (id, org_id, status, template, cpus, memory, cpus_milli, "
                  "  memory_bytes, timeout_seconds, env, metadata, runtime, created_by_key, "

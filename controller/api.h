@@ -44,6 +44,11 @@ API_HANDLER(api_exec);
 API_HANDLER(api_exec_ws_plain);
 API_HANDLER(api_usage_current);
 API_HANDLER(api_usage_history);
+/* Plans, admin, test mode, audit summary (issue 8). */
+API_HANDLER(api_admin_org_plan);
+API_HANDLER(api_test_tenant_create);
+API_HANDLER(api_test_reset);
+API_HANDLER(api_audit_summary);
 API_HANDLER(api_checkpoint_create);
 API_HANDLER(api_checkpoint_restore);
 API_HANDLER(api_checkpoints_list);

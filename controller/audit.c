@@ -23,7 +23,7 @@ static int insert(struct handler_ctx *ctx, const char *org_id, const struct http
     const char *params[] = {
         org_id,
         req->request_id,
-        req->who.authenticated ? req->who.key_id : NULL,
+        req->who.authenticated && req->who.key_id[0] ? req->who.key_id : NULL,
         action,
         a->resource,
         a->resource_id[0] ? a->resource_id : (req->n_params ? req->params[0] : NULL),

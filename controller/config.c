@@ -65,6 +65,29 @@
 #define DUR(p, f, d, mn, mx, ...) ROW(p, SBX_CONFIG_DURATION, uint64_t, f, d, mn, mx, __VA_ARGS__)
 #define CPUS(p, f, d, mn, mx, ...) ROW(p, SBX_CONFIG_CPUS, uint32_t, f, d, mn, mx, __VA_ARGS__)
 
+/* The ten settings of one plan (plans.<name>.*). */
+#define PLAN_ROWS(name, mo, conc, dur, stor, cpus, mem, rl, rb, orl, orb)                          \
+    UINT("plans." #name ".monthly_sandboxes", plans.name.monthly_sandboxes, mo, 0, 100000000,     \
+         .doc = "Sandboxes the plan may create per calendar month; 0 = unlimited."),              \
+    UINT("plans." #name ".max_concurrent", plans.name.max_concurrent, conc, 0, 1000000,           \
+         .doc = "Live sandboxes at once; 0 = unlimited (`limits.max_sandboxes_per_org` applies)."),\
+    DUR("plans." #name ".max_duration", plans.name.max_duration, dur, 0, 365 * DAY,               \
+        .doc = "Longest sandbox lifetime; 0 = unlimited (`limits.max_timeout` applies)."),        \
+    SIZE("plans." #name ".storage", plans.name.storage, stor, 0, 1024 * TiB,                      \
+         .doc = "Checkpoint and artifact storage; 0 = unlimited."),                               \
+    CPUS("plans." #name ".max_cpus", plans.name.max_cpus, cpus, 1, 1024000,                       \
+         .doc = "Most CPUs one sandbox of the plan may request."),                                \
+    SIZE("plans." #name ".max_memory", plans.name.max_memory, mem, MiB, 16 * TiB,                 \
+         .doc = "Most memory one sandbox of the plan may request."),                              \
+    UINT("plans." #name ".rate_limit", plans.name.rate_limit, rl, 0, 1000000,                     \
+         .doc = "Requests per second per API key (bucket refill); 0 = no limit."),                \
+    UINT("plans." #name ".rate_burst", plans.name.rate_burst, rb, 1, 10000000,                    \
+         .doc = "Token-bucket size per API key (the burst)."),                                    \
+    UINT("plans." #name ".org_rate_limit", plans.name.org_rate_limit, orl, 0, 1000000,            \
+         .doc = "Requests per second per organization; 0 = no limit."),                           \
+    UINT("plans." #name ".org_rate_burst", plans.name.org_rate_burst, orb, 1, 10000000,           \
+         .doc = "Token-bucket size per organization.")
+
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const runtime_kinds[] = { "local", "k8s", NULL };
 static const char *const storage_kinds[] = { "fs", "s3", NULL };
@@ -173,6 +196,43 @@ static const struct sbx_config_key schema[] = {
          .doc = "Objects of at least this size are sent as multipart uploads."),
     SIZE("storage.s3.part_size", storage.s3.part_size, "8Mi", 5 * MiB, GiB,
          .doc = "Part size of multipart uploads (one part is held in memory per upload)."),
+    PLAN_ROWS(free, "50", "2", "5m", "1Gi", "2", "4Gi", "20", "100", "50", "200"),
+    PLAN_ROWS(pro, "1000", "10", "1h", "50Gi", "4", "8Gi", "50", "200", "100", "500"),
+    PLAN_ROWS(team, "10000", "50", "2h", "500Gi", "8", "16Gi", "100", "500", "200", "1000"),
+    PLAN_ROWS(enterprise, "0", "0", "0", "0", "16", "64Gi", "500", "2000", "1000", "5000"),
+    UINT("rates.cpu_vcpu_hour", rates.cpu_vcpu_hour, "5000", 0, 100000000,
+         .doc = "Price of one vCPU-hour, in millicents (1/1000 cent), for estimated costs."),
+    UINT("rates.memory_gb_hour", rates.memory_gb_hour, "500", 0, 100000000,
+         .doc = "Price of one GB-hour of memory, in millicents."),
+    UINT("rates.storage_gb_month", rates.storage_gb_month, "10000", 0, 100000000,
+         .doc = "Price of one GB-month of checkpoint/artifact storage, in millicents."),
+    UINT("rates.network_gb", rates.network_gb, "5000", 0, 100000000,
+         .doc = "Price of one GB of network traffic, in millicents."),
+    STR("admin.token", admin.token, "", 0, .secret = true,
+        .doc = "Operator token for the admin API (`X-Admin-Token`); empty = admin API off."),
+    BOOL("ratelimit.enabled", ratelimit.enabled, "true",
+         .doc = "Enforce the per-key and per-organization request rate limits."),
+    DUR("ratelimit.sync_interval", ratelimit.sync_interval, "1s", 1, HOUR,
+        .doc = "How often rate-limit buckets are merged with the database snapshot."),
+    DUR("idempotency.ttl", idempotency.ttl, "24h", 60, 30 * DAY,
+        .doc = "How long a stored `Idempotency-Key` response is replayed."),
+    DUR("test_mode.retention", test_mode.retention, "7d", 1, 365 * DAY,
+        .doc = "Test-mode sandboxes, checkpoints and artifacts older than this are deleted."),
+    STR("jwt.hs256_secret", jwt.hs256_secret, "", 0, .secret = true,
+        .doc = "Shared secret for HS256 JWTs (`Authorization: Bearer`); empty = HS256 off."),
+    STR("jwt.public_key_file", jwt.public_key_file, "", 0,
+        .doc = "PEM public key (RSA → RS256, EC P-256 → ES256) for JWTs; empty = none."),
+    STR("jwt.jwks_file", jwt.jwks_file, "", 0,
+        .doc = "JWKS file of RS256/ES256 public keys, chosen by the token's `kid`."),
+    STR("jwt.issuer", jwt.issuer, "", 0, .doc = "Required `iss` of JWTs; empty = not checked."),
+    STR("jwt.audience", jwt.audience, "", 0, .doc = "Required `aud` of JWTs; empty = not checked."),
+    DUR("jwt.leeway", jwt.leeway, "30s", 0, HOUR,
+        .doc = "Clock skew allowed when checking a JWT's `exp` and `nbf`."),
+    STR("jwt.org_claim", jwt.org_claim, "org_id", 1,
+        .doc = "JWT claim holding the organization id."),
+    STR("jwt.user_claim", jwt.user_claim, "sub", 1, .doc = "JWT claim holding the user id."),
+    STR("jwt.role_claim", jwt.role_claim, "role", 1,
+        .doc = "JWT claim holding the role (owner/admin: all scopes; member; viewer: read)."),
     STR("webhooks.allow_cidrs", webhooks.allow_cidrs, "", 0,
         .doc = "Comma-separated CIDRs webhook URLs may resolve to although private/loopback."),
     STR("webhooks.retry_schedule", webhooks.retry_schedule, "5s,5m,30m,2h,5h,10h,14h,20h,24h", 1,

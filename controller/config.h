@@ -35,6 +35,20 @@
 /* Longest accepted string value, in bytes. */
 #define SBX_CONFIG_MAX_STRING 4096
 
+/* Plans (issue 8, controller/plans.h): one block per plan; 0 = unlimited where noted. */
+struct sbx_plan_config {
+    uint32_t monthly_sandboxes; /* plans.<p>.monthly_sandboxes (0 = unlimited) */
+    uint32_t max_concurrent;    /* plans.<p>.max_concurrent (0 = unlimited) */
+    uint64_t max_duration;      /* plans.<p>.max_duration (seconds, 0 = unlimited) */
+    uint64_t storage;           /* plans.<p>.storage (bytes, 0 = unlimited) */
+    uint32_t max_cpus;          /* plans.<p>.max_cpus (milli-CPUs) */
+    uint64_t max_memory;        /* plans.<p>.max_memory (bytes) */
+    uint32_t rate_limit;        /* plans.<p>.rate_limit (requests/s per key, 0 = off) */
+    uint32_t rate_burst;        /* plans.<p>.rate_burst (bucket size per key) */
+    uint32_t org_rate_limit;    /* plans.<p>.org_rate_limit (requests/s per org, 0 = off) */
+    uint32_t org_rate_burst;    /* plans.<p>.org_rate_burst */
+};
+
 struct sbx_config {
     struct {
         char *address;  /* listen.address: IP address or host name to bind */
@@ -108,6 +122,39 @@ struct sbx_config {
             uint64_t part_size;          /* storage.s3.part_size (bytes) */
         } s3;
     } storage;
+    struct {
+        struct sbx_plan_config free, pro, team, enterprise;
+    } plans;
+    struct {
+        uint32_t cpu_vcpu_hour;     /* rates.cpu_vcpu_hour (millicents) */
+        uint32_t memory_gb_hour;    /* rates.memory_gb_hour (millicents) */
+        uint32_t storage_gb_month;  /* rates.storage_gb_month (millicents) */
+        uint32_t network_gb;        /* rates.network_gb (millicents) */
+    } rates;
+    struct {
+        char *token;                /* admin.token: operator token; "" = admin API disabled */
+    } admin;
+    struct {
+        bool enabled;               /* ratelimit.enabled */
+        uint64_t sync_interval;     /* ratelimit.sync_interval (seconds) */
+    } ratelimit;
+    struct {
+        uint64_t ttl;               /* idempotency.ttl (seconds) */
+    } idempotency;
+    struct {
+        uint64_t retention;         /* test_mode.retention (seconds) */
+    } test_mode;
+    struct {
+        char *hs256_secret;         /* jwt.hs256_secret ("" = HS256 off) */
+        char *public_key_file;      /* jwt.public_key_file: PEM (RSA or EC P-256) */
+        char *jwks_file;            /* jwt.jwks_file: JWKS document (keys chosen by kid) */
+        char *issuer;               /* jwt.issuer ("" = not checked) */
+        char *audience;             /* jwt.audience ("" = not checked) */
+        uint64_t leeway;            /* jwt.leeway (seconds of clock skew for exp/nbf) */
+        char *org_claim;            /* jwt.org_claim */
+        char *user_claim;           /* jwt.user_claim */
+        char *role_claim;           /* jwt.role_claim */
+    } jwt;
     struct {
         char *allow_cidrs;          /* webhooks.allow_cidrs: comma-separated CIDRs exempt from SSRF */
         char *retry_schedule;       /* webhooks.retry_schedule: comma-separated durations */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "common/crypto.h"
 #include "common/log.h"
@@ -21,6 +22,10 @@
 #include "controller/apikey.h"
 #include "controller/app.h"
 #include "controller/audit.h"
+#include "controller/idempotency.h"
+#include "controller/jwt.h"
+#include "controller/plans.h"
+#include "controller/ratelimit.h"
 #include "storage/db.h"
 
 void handler_ctx_init(struct handler_ctx *ctx, struct app *app, unsigned worker_id)
@@ -89,6 +94,36 @@ static unsigned scopes_from_pg_array(const char *arr)
     return bits;
 }
 
+/* Authorization: Bearer <JWT> (controller/jwt.h): the organization comes from the claims. */
+static int authenticate_jwt(struct handler_ctx *ctx, struct http_request *req,
+                            struct http_response *resp, const char *token)
+{
+    struct jwt_claims c;
+    char err[128] = "the token is not valid";
+    if (strncasecmp(req->authorization, "Bearer ", 7) != 0 ||
+        jwt_verify(jwt_from_config(&ctx->app->cfg), token, (int64_t)time(NULL), &c, err,
+                   sizeof(err)) < 0) {
+        http_error(resp, 401, "invalid_token", "%s", err);
+        return -EACCES;
+    }
+    if (req->org_header && strcmp(req->org_header, c.org_id) != 0) {
+        http_error(resp, 401, "org_mismatch",
+                   "X-Org-Id does not match the organization of the token");
+        return -EACCES;
+    }
+    int r = handler_db(ctx, resp);
+    if (r < 0)
+        return r;
+    req->who.authenticated = true;
+    req->who.jwt = true;
+    req->who.key_id[0] = '\0';
+    snprintf(req->who.org_id, sizeof(req->who.org_id), "%s", c.org_id);
+    snprintf(req->who.subject, sizeof(req->who.subject), "%s", c.subject);
+    req->who.scopes = c.scopes;
+    req->who.test_mode = false;
+    return 0;
+}
+
 int dispatch_authenticate(struct handler_ctx *ctx, struct http_request *req,
                           struct http_response *resp)
 {
@@ -98,6 +133,8 @@ int dispatch_authenticate(struct handler_ctx *ctx, struct http_request *req,
                    "missing credentials: send 'Authorization: ApiKey <key>' or 'Bearer <key>'");
         return -EACCES;
     }
+    if (jwt_looks_like(token))
+        return authenticate_jwt(ctx, req, resp, token);
     struct apikey_parts parts;
     if (apikey_parse(token, &parts) < 0) {
         http_error(resp, 401, "invalid_api_key", "the API key is malformed");
@@ -150,6 +187,8 @@ int dispatch_authenticate(struct handler_ctx *ctx, struct http_request *req,
 
 static void touch_key(struct handler_ctx *ctx, const struct http_request *req)
 {
+    if (!req->who.key_id[0])
+        return;
     const char *params[] = { req->who.key_id };
     _cleanup_pgres_ PGresult *res = NULL;
     (void)db_query(ctx->db,
@@ -161,6 +200,26 @@ static void touch_key(struct handler_ctx *ctx, const struct http_request *req)
 static void internal_error(struct http_response *resp)
 {
     http_error(resp, 500, "internal_error", "internal error");
+}
+
+static void run_handler(struct handler_ctx *ctx, struct http_request *req,
+                        struct http_response *resp, bool audited);
+
+/* In the open org transaction: the org's plan, and sbx.mode for the test-mode policies. */
+static int enter_mode(struct handler_ctx *ctx, const struct http_request *req,
+                      struct plan_limits *ret_plan)
+{
+    _cleanup_pgres_ PGresult *res = NULL;
+    int r = db_query(ctx->db,
+                     "SELECT plan, set_config('sbx.mode', $2, true) FROM orgs WHERE id = $1", 2,
+                     (const char *[]){ req->who.org_id, req->who.test_mode ? "test" : "live" },
+                     &res);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return -ENOENT;
+    plan_get(&ctx->app->cfg, PQgetvalue(res, 0, 0), ret_plan);
+    return 0;
 }
 
 void dispatch_request(struct handler_ctx *ctx, struct http_request *req,
@@ -191,6 +250,60 @@ void dispatch_request(struct handler_ctx *ctx, struct http_request *req,
         resp->retry_after = 1;
         return;
     }
+    /* Plan, test/live mode (RLS), rate limits, idempotency: docs/internals/LIMITS.md. */
+    struct plan_limits plan;
+    int mr = enter_mode(ctx, req, &plan);
+    if (mr < 0) {
+        db_rollback(ctx->db);
+        if (mr == -ENOENT)
+            http_error(resp, 401, "unknown_organization", "the organization does not exist");
+        else {
+            http_error(resp, 503, "database_unavailable", "the database is not reachable");
+            resp->retry_after = 1;
+        }
+        return;
+    }
+    struct ratelimit_result rl;
+    ratelimit_take(ctx->app, ctx->db, req->who.org_id,
+                   req->who.jwt ? req->who.subject : req->who.key_id, &plan, &rl);
+    if (rl.applied) {
+        resp->ratelimit.applied = true;
+        resp->ratelimit.limit = rl.limit;
+        resp->ratelimit.remaining = rl.remaining;
+        resp->ratelimit.reset = rl.reset_s;
+        resp->ratelimit.window = rl.window_s;
+    }
+    if (!rl.allowed) {
+        db_rollback(ctx->db);
+        http_error(resp, 429, "rate_limited",
+                   "rate limit exceeded for this %s (%u requests, plan '%s'); retry after %u s",
+                   strcmp(rl.scope, "org") == 0 ? "organization" : "API key", rl.limit,
+                   plan.name, rl.retry_after);
+        resp->retry_after = rl.retry_after;
+        return;
+    }
+    bool claimed = false;
+    if (req->method == HTTP_POST && req->idempotency_key) {
+        db_rollback(ctx->db);
+        if (idem_claim(ctx, req, resp, &claimed) == IDEM_DONE)
+            return;
+        if (db_begin(ctx->db, req->who.org_id) < 0 || enter_mode(ctx, req, &plan) < 0) {
+            db_rollback(ctx->db);
+            http_error(resp, 503, "database_unavailable", "the database is not reachable");
+            resp->retry_after = 1;
+            idem_finish(ctx, req, resp);
+            return;
+        }
+    }
+    run_handler(ctx, req, resp, audited);
+    if (claimed)
+        idem_finish(ctx, req, resp);
+}
+
+static void run_handler(struct handler_ctx *ctx, struct http_request *req,
+                        struct http_response *resp, bool audited)
+{
+    const struct route *route = req->route;
     touch_key(ctx, req);
     route->handler(ctx, req, resp);
     if (!resp->status)

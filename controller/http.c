@@ -94,6 +94,7 @@ void http_request_free(struct http_request *req)
     free(req->org_header);
     free(req->content_type);
     free(req->idempotency_key);
+    free(req->admin_token);
     for (size_t i = 0; i < req->n_query; i++) {
         free(req->query[i].name);
         free(req->query[i].value);

@@ -48,6 +48,8 @@ struct auth_identity {
     char org_id[37];  /* organization uuid */
     unsigned scopes;  /* AUTH_SCOPE_* bits */
     bool test_mode;   /* an sk_test_ key */
+    bool jwt;         /* authenticated by a JWT (key_id is empty) */
+    char subject[129]; /* JWT user claim (empty for API keys) */
 };
 
 struct http_request {
@@ -58,6 +60,7 @@ struct http_request {
     char *org_header;                        /* X-Org-Id or NULL */
     char *content_type;                      /* or NULL */
     char *idempotency_key;                   /* or NULL */
+    char *admin_token;                       /* X-Admin-Token or NULL (api-admin.c) */
     struct http_query_arg query[HTTP_MAX_QUERY];
     size_t n_query;
     struct sbx_buf body;
@@ -87,6 +90,11 @@ struct http_response {
     char *error_message;       /* owned; set by http_error */
     char *location;            /* optional Location header (owned) */
     unsigned retry_after;      /* seconds, 0 = none */
+    bool idempotent_replayed;  /* Idempotent-Replayed: true (controller/idempotency.c) */
+    struct {                   /* X-RateLimit-* headers (controller/ratelimit.c) */
+        bool applied;
+        uint32_t limit, remaining, reset, window;
+    } ratelimit;
     struct http_audit audit;
     /* A streaming response (SSE / WebSocket hand-off) owned by the stream layer. */
     struct stream *stream;

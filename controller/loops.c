@@ -34,6 +34,7 @@
 #include "controller/checkpoint.h"
 #include "controller/events.h"
 #include "controller/sandbox.h"
+#include "controller/testmode.h"
 #include "runtime/runtime.h"
 #include "storage/db.h"
 
@@ -119,10 +120,10 @@ static void *reaper_main(void *arg)
         if (!db)
             continue;
         reap_expired(app, db);
+        testmode_reap(app, db); /* test tenants, test-data retention, limit tables (2 s) */
         if (sbx_now_ms() - last_ckpt >= CKPT_REAP_EVERY_S * 1000) {
             ckpt_reap(app, db); /* expired artifacts, stale pending checkpoints, content gc */
             last_ckpt = sbx_now_ms();
-        }
         }
         if (sbx_now_ms() - last_meter >= METER_EVERY_S * 1000) {
             meter_running(app, db);

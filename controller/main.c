@@ -23,6 +23,7 @@
 #include "controller/secrets.h"
 #include "controller/templates.h"
 #include "controller/webhooks.h"
+#include "controller/ratelimit.h"
 #include "controller/server.h"
 #include "runtime/local.h"
 #include "storage/blobstore.h"
@@ -239,12 +240,14 @@ int main(int argc, char **argv)
     sbx_log_fields(SBX_LOG_INFO, "sandboxd listening", f, ARRAY_SIZE(f));
     loops_start(&app);
     webhooks_start(&app);
+    ratelimit_start(&app);
 
     server_run(srv);
     running_server = NULL;
     loops_stop();
     webhooks_stop();
     server_free(srv);
+    ratelimit_stop(); /* after the workers: merges what they consumed */
     if (app.rt)
         app.rt->ops->free(app.rt); /* sandboxes keep running; the next start adopts them */
     sbx_blobstore_free(app.blobs);

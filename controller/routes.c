@@ -70,6 +70,12 @@ const struct route routes[] = {
 
     READ("/api/v1/usage/current", api_usage_current),
     READ("/api/v1/usage/history", api_usage_history),
+
+    /* Operator API (X-Admin-Token, api-admin.c), test mode (api-testmode.c), audit summary. */
+    PUBLIC(HTTP_PUT, "/api/v1/admin/orgs/:id/plan", api_admin_org_plan),
+    PUBLIC(HTTP_POST, "/api/v1/test-tenants", api_test_tenant_create),
+    MUTATE(HTTP_POST, "/api/v1/test/reset", AUTH_SCOPE_WRITE, "test.reset", api_test_reset),
+    READ("/api/v1/sandbox/:id/audit/summary", api_audit_summary),
 };
 
 const size_t n_routes = sizeof(routes) / sizeof(routes[0]);

@@ -173,8 +173,30 @@ static int write_headers(struct lws *wsi, struct job *job)
     if (resp->status == 405 && job->allow[0] && add_header(wsi, "allow:", job->allow, &p, end))
         return -1;
     if (job->req.who.authenticated && job->req.who.test_mode &&
-        add_header(wsi, "x-sandbox-test-mode:", "true", &p, end))
+        (add_header(wsi, "x-sandbox-test-mode:", "true", &p, end) ||
+         add_header(wsi, "x-sandbox-billing-status:", "sandbox", &p, end)))
         return -1;
+    if (resp->idempotent_replayed && add_header(wsi, "idempotent-replayed:", "true", &p, end))
+        return -1;
+    if (resp->ratelimit.applied) {
+        char rl[128];
+        snprintf(num, sizeof(num), "%u", resp->ratelimit.limit);
+        if (add_header(wsi, "x-ratelimit-limit:", num, &p, end))
+            return -1;
+        snprintf(num, sizeof(num), "%u", resp->ratelimit.remaining);
+        if (add_header(wsi, "x-ratelimit-remaining:", num, &p, end))
+            return -1;
+        snprintf(num, sizeof(num), "%u", resp->ratelimit.reset);
+        if (add_header(wsi, "x-ratelimit-reset:", num, &p, end))
+            return -1;
+        snprintf(rl, sizeof(rl), "%u;w=%u", resp->ratelimit.limit, resp->ratelimit.window);
+        if (add_header(wsi, "ratelimit-policy:", rl, &p, end))
+            return -1;
+        snprintf(rl, sizeof(rl), "limit=%u, remaining=%u, reset=%u", resp->ratelimit.limit,
+                 resp->ratelimit.remaining, resp->ratelimit.reset);
+        if (add_header(wsi, "ratelimit:", rl, &p, end))
+            return -1;
+    }
     if (lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     job->headers_sent = true;
@@ -430,6 +452,7 @@ static int on_http(struct server *srv, struct lws *wsi, struct pss *pss, const c
     job->req.content_type = lwshdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE);
     job->req.org_header = lwshdr_custom_dup(wsi, "x-org-id:");
     job->req.idempotency_key = lwshdr_custom_dup(wsi, "idempotency-key:");
+    job->req.admin_token = lwshdr_custom_dup(wsi, "x-admin-token:");
     if (read_query(wsi, &job->req) < 0) {
         http_error(&job->resp, 400, "invalid_query", "too many query arguments (max %d)",
                    HTTP_MAX_QUERY);

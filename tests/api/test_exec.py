@@ -182,9 +182,11 @@ def test_recorded_and_audited(api, sbx, pg):
     assert r.status_code == 200 and r.json()["total"] >= 1, r.text
 
 
-def test_parallel_execs_over_50_sandboxes(api, register):
-    # The free plan allows 10 live sandboxes per organization: 5 organizations × 10.
+def test_parallel_execs_over_50_sandboxes(api, register, pg):
+    # The pro plan allows 10 live sandboxes per organization: 5 organizations × 10.
     orgs = [register() for _ in range(5)]
+    for o in orgs:
+        pg.sql("UPDATE orgs SET plan = 'pro' WHERE id = %s", (o.org_id,))
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         sbs = list(pool.map(lambda i: (orgs[i % 5], create_sandbox(api, orgs[i % 5].key)),
                             range(50)))

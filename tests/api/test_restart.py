@@ -49,7 +49,10 @@ def _all_statuses(c, ids):
 
 def test_kill9_and_restart_adopts_sandboxes(private_daemon):
     pd = private_daemon("restart")
-    key = pd.register()["api_key"]["key"]
+    acct = pd.register()
+    key = acct["api_key"]["key"]
+    # three live sandboxes: more than the free plan's 2
+    pd.d.pg.sql("UPDATE orgs SET plan = 'pro' WHERE id = %s", (acct["organization"]["id"],))
     c = _client(pd, key)
     ids = [c.create({})["sandbox_id"] for _ in range(3)]
     for sid in ids:

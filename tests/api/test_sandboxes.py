@@ -38,12 +38,12 @@ def test_create_empty_body(sandboxes):
 
 
 def test_create_with_options_echoed(sandboxes):
-    body = {"cpus": "0.5", "memory": "256Mi", "timeout_seconds": 600,
+    body = {"cpus": "0.5", "memory": "256Mi", "timeout_seconds": 240,
             "env": {"FOO": "bar", "_X1": "y z"}, "metadata": {"team": "qa", "n": 3}}
     sb = sandboxes.create(body)
     _check_sandbox(sb, sandboxes.org_id)
     assert sb["cpus"] == "0.5" and sb["memory"] == "256Mi", sb
-    assert sb.get("timeout_seconds") == 600, sb
+    assert sb.get("timeout_seconds") == 240, sb
     assert sb.get("metadata") == {"team": "qa", "n": 3}, sb
     # GET returns the same object
     got = sandboxes.get(sb["sandbox_id"])
@@ -131,7 +131,8 @@ def test_list_wrapped_and_status_filter(sandboxes):
     assert none == []
 
 
-def test_list_metadata_filter(sandboxes):
+def test_list_metadata_filter(sandboxes, pg):
+    pg.sql("UPDATE orgs SET plan = 'pro' WHERE id = %s", (sandboxes.org_id,))  # 3 at once
     x = sandboxes.create({"metadata": {"env": "prod", "team": "a"}})
     y = sandboxes.create({"metadata": {"env": "dev", "team": "a"}})
     sandboxes.create({})
@@ -220,16 +221,20 @@ def test_create_validation(sandboxes, body):
 
 @pytest.mark.parametrize("body", [
     {"cpus": "64"}, {"cpus": "2.5"}, {"memory": "64Gi"}, {"memory": "5Gi"},
-    {"timeout_seconds": 3601}, {"timeout_seconds": 365 * 24 * 3600},
+    {"timeout_seconds": 301}, {"timeout_seconds": 365 * 24 * 3600},
 ], ids=lambda b: repr(b))
 def test_create_over_plan_limits(sandboxes, body):
-    # the free plan: 2 CPUs, 4 GiB, 1 h
-    assert_error(sandboxes.create_raw(body), 422, "limit_exceeded")
+    # the free plan: 2 CPUs, 4 GiB, 5 min (plans.free.*; the code names the limit)
+    field = next(iter(body))
+    code = {"cpus": "cpus_limit_exceeded", "memory": "memory_limit_exceeded",
+            "timeout_seconds": "duration_limit_exceeded"}[field]
+    err = assert_error(sandboxes.create_raw(body), 422, code)
+    assert err["plan"] == "free", err
     assert sandboxes.list().json()["sandboxes"] == []
 
 
 def test_create_at_plan_limits_ok(sandboxes):
-    sb = sandboxes.create({"cpus": "2", "timeout_seconds": 3600})
+    sb = sandboxes.create({"cpus": "2", "memory": "4Gi", "timeout_seconds": 300})
     assert sb["cpus"] == "2"
 
 
@@ -244,15 +249,17 @@ def test_concurrent_quota(sandboxes):
         refused = r
         break
     assert refused is not None, "never refused"
-    assert_error(refused, 429, "quota_exceeded")
-    assert len(made) == 10, f"free plan allows 10 active sandboxes, got {len(made)}"
+    err = assert_error(refused, 429, "concurrency_limit_exceeded")
+    assert (err["limit"], err["current"], err["maximum"], err["plan"]) == \
+        ("max_concurrent", 2, 2, "free"), err
+    assert len(made) == 2, f"free plan allows 2 active sandboxes, got {len(made)}"
     # a stopped one frees a slot
     assert sandboxes.stop(made[0]).status_code == 200
     r = sandboxes.create_raw({"memory": "32Mi"})
     assert r.status_code == 201, r.text
-    assert_error(sandboxes.create_raw({"memory": "32Mi"}), 429, "quota_exceeded")
+    assert_error(sandboxes.create_raw({"memory": "32Mi"}), 429, "concurrency_limit_exceeded")
     running = sandboxes.list({"status": "running,creating", "limit": 200}).json()["sandboxes"]
-    assert len(running) == 10
+    assert len(running) == 2
 
 
 @pytest.mark.parametrize("params", [

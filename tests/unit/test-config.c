@@ -126,7 +126,23 @@ static void test_defaults(void)
 
     size_t n;
     sbx_config_schema(&n);
-    is_int(n, 56, "schema has one row per setting"); /* 41 + 15 storage.* */
+    is_int(n, 59 + 58, "schema has one row per setting"); /* 41 + 15 storage.* + 3 webhooks.* + 58 issue 8 */
+    /* Plans (issue 8): the defaults the issue fixes. */
+    is_int(c.plans.free.monthly_sandboxes, 50, "default plans.free.monthly_sandboxes");
+    is_int(c.plans.free.max_concurrent, 2, "default plans.free.max_concurrent");
+    is_int(c.plans.free.max_duration, 300, "default plans.free.max_duration");
+    is_int(c.plans.free.storage, 1LL << 30, "default plans.free.storage");
+    is_int(c.plans.pro.monthly_sandboxes, 1000, "default plans.pro.monthly_sandboxes");
+    is_int(c.plans.pro.max_concurrent, 10, "default plans.pro.max_concurrent");
+    is_int(c.plans.pro.max_duration, 3600, "default plans.pro.max_duration");
+    is_int(c.plans.pro.storage, 50LL << 30, "default plans.pro.storage");
+    is_int(c.plans.team.monthly_sandboxes, 10000, "default plans.team.monthly_sandboxes");
+    is_int(c.plans.team.max_concurrent, 50, "default plans.team.max_concurrent");
+    is_int(c.plans.team.max_duration, 7200, "default plans.team.max_duration");
+    is_int(c.plans.team.storage, 500LL << 30, "default plans.team.storage");
+    is_int(c.plans.enterprise.monthly_sandboxes, 0, "default plans.enterprise: unlimited");
+    is_int(c.plans.enterprise.max_concurrent + c.plans.enterprise.max_duration +
+               c.plans.enterprise.storage, 0, "default plans.enterprise: unlimited");
 
     /* No file, no environment: the defaults stand. */
     struct sbx_config d;
