@@ -475,7 +475,7 @@ API_HANDLER(api_artifact_url)
     _cleanup_pgres_ PGresult *t = NULL;
     char ex[24];
     snprintf(ex, sizeof(ex), "%lld", expires);
-    r = db_query(ctx->db, "SELECT " SQL_TS("now() + make_interval(secs => $1::int)"), 1,
+    r = db_query(ctx->db, "SELECT " SQL_TS("(now() + make_interval(secs => $1::int))"), 1,
                  (const char *[]){ ex }, &t);
     if (r <= 0)
         return db_failed(resp, r < 0 ? r : -EIO);

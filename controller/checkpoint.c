@@ -36,6 +36,7 @@
 #define GC_BATCH 200
 #define STALE_PENDING_S 3600
 #define LN_BATCH 200
+#define HASH_BUF (256u * 1024)
 
 void ckpt_manifest_free(struct ckpt_manifest *m)
 {
@@ -180,13 +181,11 @@ int ckpt_hash_fd(int fd, uint64_t max, uint64_t *ret_size, char ret_sha[65])
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
         abort();
-    static __thread char *buf;
-    if (!buf)
-        buf = xmalloc(1 << 20);
+    _cleanup_free_ char *buf = xmalloc(HASH_BUF);
     uint64_t total = 0;
     int r = 0;
     for (;;) {
-        ssize_t n = read(fd, buf, 1 << 20);
+        ssize_t n = read(fd, buf, HASH_BUF);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
