@@ -33,7 +33,7 @@
     "id, url, events, enabled, headers, retry_count, retry_delay_ms, timeout_ms, description, "  \
     "disabled_reason, " SQL_TS("disabled_at") " AS disabled_at, failure_count, "                \
     SQL_TS("created_at") " AS created_at, " SQL_TS("updated_at") " AS updated_at"
-#define WEBHOOK_TYPES "ssabjiiississ"
+#define WEBHOOK_TYPES "ssabjiiisssiss"
 
 static void db_failed(struct http_response *resp, int r)
 {
