@@ -6,6 +6,7 @@
 #   sbx_build DIR [meson setup options...]
 #                      configure DIR once (meson setup) and build it (ninja)
 #   sbx_log MSG...     print a progress line on stderr
+#   sbx_install_s3rver install the S3 test server's npm packages (tests/s3) when missing
 
 SBX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export SBX_ROOT
@@ -22,6 +23,23 @@ SBX_PACKAGES=(
 )
 
 sbx_log() { printf '==> %s\n' "$*" >&2; }
+
+# `npm ci` of tests/s3 (the lock file is committed), only when node_modules is missing.
+sbx_install_s3rver() {
+    local dir=$SBX_ROOT/tests/s3
+    [[ -d $dir/node_modules/@20minutes/s3rver ]] && return 0
+    # Debian's nodejs + npm, unless a node with its npm is there already (a NodeSource nodejs
+    # conflicts with Debian's npm package, so these two are not in SBX_PACKAGES).
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        local sudo=()
+        [[ $(id -u) -ne 0 ]] && sudo=(sudo)
+        sbx_log "installing nodejs npm"
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            --no-install-recommends nodejs npm </dev/null >&2 || return 1
+    fi
+    sbx_log "installing the S3 test server (npm ci --prefix tests/s3)"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >&2
+}
 
 sbx_missing_packages() {
     local p status

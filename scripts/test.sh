@@ -35,6 +35,9 @@ if ! sbx_install_deps; then
     exit 1
 fi
 
+# The S3-compatible test server of tests/storage (npm; a missing one only skips those tests).
+sbx_install_s3rver || sbx_log "s3rver not installed: the S3 storage tests will be skipped"
+
 builddir() { case $1 in plain) echo build ;; asan) echo build-asan ;; esac; }
 
 # --- build ---------------------------------------------------------------------------------
@@ -111,7 +114,7 @@ if [[ ${SBX_SKIP_API:-0} != 1 ]]; then
     export SANDBOXD_TEST_PG_DIR=$pg_dir SANDBOXD_TEST_PG_PORT=$pg_port
 
     api_paths=()
-    for p in tests/api tests/db; do
+    for p in tests/api tests/db tests/storage; do
         [[ -d $p ]] && api_paths+=("$p")
     done
     timeout_args=()
@@ -133,6 +136,7 @@ if [[ ${SBX_SKIP_API:-0} != 1 ]]; then
             sbx_log "pytest $suite_path against $bin"
             SANDBOXD_BIN=$bin SANDBOXD_TEST_FLAVOR=$fl PYTHONDONTWRITEBYTECODE=1 \
                 SBX_DBMIGRATE=${SBX_DBMIGRATE:-$SBX_ROOT/$dir/storage/dbmigrate} \
+                SBX_BLOBCTL=$SBX_ROOT/$dir/storage/blobctl \
                 timeout --kill-after=30 1500 \
                 /usr/bin/python3 -m pytest "$suite_path" -p no:cacheprovider -rfEs \
                 -o junit_family=xunit2 --junitxml="$xml" "${timeout_args[@]}" "${extra[@]}"

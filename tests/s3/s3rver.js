@@ -2,7 +2,9 @@
 // S3-compatible test server for sandboxd's storage tests: @20minutes/s3rver (it checks SigV4
 // header and presigned signatures and supports multipart) on loopback.
 //
-//   node tests/s3/s3rver.js [PORT] [DIR] [BUCKET...]
+//   node --openssl-legacy-provider tests/s3/s3rver.js [PORT] [DIR] [BUCKET...]
+//   (the flag: s3rver's ListObjectsV2 continuation tokens use DES, which OpenSSL 3 keeps in
+//    its legacy provider; without it listings of more than 1000 keys fail with InternalError)
 //   (or S3RVER_PORT, S3RVER_DIR, S3RVER_BUCKETS=a,b; defaults 0 = any free port, a temp dir,
 //    bucket "sandboxd-test")
 //
