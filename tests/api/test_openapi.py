@@ -13,6 +13,13 @@ USED = [
     ("get", "/api/v1/api-keys"), ("post", "/api/v1/api-keys"),
     ("delete", "/api/v1/api-keys/{id}"),
     ("get", "/api/v1/audit"),
+    ("get", "/api/v1/webhooks"), ("post", "/api/v1/webhooks"),
+    ("delete", "/api/v1/webhooks/{id}"), ("post", "/api/v1/webhooks/{id}/test"),
+    ("get", "/api/v1/webhooks/{id}/deliveries"),
+    ("get", "/api/v1/secrets"), ("post", "/api/v1/secrets"), ("put", "/api/v1/secrets/{name}"),
+    ("delete", "/api/v1/secrets/{name}"), ("post", "/api/v1/secrets/{name}/check"),
+    ("post", "/api/v1/sandbox/{id}/secrets/inject"),
+    ("get", "/api/v1/templates"), ("get", "/api/v1/templates/{name}"),
 ]
 
 
