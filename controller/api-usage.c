@@ -16,9 +16,15 @@
 #include "controller/validate.h"
 #include "storage/db.h"
 
-/* Prices used for estimated_cost_cents (documented in openapi.yaml). */
-#define CENTS_PER_CPU_HOUR 5.0
-#define CENTS_PER_GB_HOUR 0.5
+/* estimated_cost_cents: the rates.* settings (millicents per vCPU-hour, GB-hour of memory,
+ * GB of network) applied to the sums; usage of test-mode keys (billing_status 'sandbox') is
+ * reported to test keys only and never mixed into live totals. */
+static void rate_params(const struct app *app, char r[3][24])
+{
+    snprintf(r[0], 24, "%u", app->cfg.rates.cpu_vcpu_hour);
+    snprintf(r[1], 24, "%u", app->cfg.rates.memory_gb_hour);
+    snprintf(r[2], 24, "%u", app->cfg.rates.network_gb);
+}
 
 #define SUMS                                                                                      \
     "COALESCE(sum(quantity) FILTER (WHERE kind = 'cpu_seconds'), 0) / 3600.0 AS cpu_hours, "      \
@@ -43,13 +49,23 @@ static void failed(struct http_response *resp, int r)
 API_HANDLER(api_usage_current)
 {
     _cleanup_pgres_ PGresult *res = NULL;
+    char rates[3][24];
+    rate_params(ctx->app, rates);
     int r = db_query(ctx->db,
                      "WITH p AS (SELECT date_trunc('month', now() AT TIME ZONE 'UTC') AS s) "
                      "SELECT " SQL_TS("(p.s AT TIME ZONE 'UTC')") " AS period_start, "
                      SQL_TS("((p.s + interval '1 month') AT TIME ZONE 'UTC')") " AS period_end, "
-                     SUMS " FROM p LEFT JOIN usage_events u "
-                     "  ON u.created_at >= (p.s AT TIME ZONE 'UTC') GROUP BY p.s",
-                     0, NULL, &res);
+                     SUMS ", round((COALESCE(sum(quantity) FILTER (WHERE kind = 'cpu_seconds'), 0) "
+                     "  / 3600.0 * $2 + COALESCE(sum(quantity) FILTER (WHERE kind = "
+                     "  'memory_gb_seconds'), 0) / 3600.0 * $3 + COALESCE(sum(quantity) FILTER "
+                     "  (WHERE kind = 'network_bytes'), 0) / 1e9 * $4) / 1000.0)::bigint "
+                     " FROM p LEFT JOIN usage_events u "
+                     "  ON u.created_at >= (p.s AT TIME ZONE 'UTC') AND u.billing_status = $1 "
+                     " GROUP BY p.s",
+                     4,
+                     (const char *[]){ req->who.test_mode ? "sandbox" : "live", rates[0],
+                                       rates[1], rates[2] },
+                     &res);
     if (r <= 0)
         return failed(resp, r < 0 ? r : -EIO);
     double cpu_h = strtod(PQgetvalue(res, 0, 2), NULL);
@@ -58,8 +74,8 @@ API_HANDLER(api_usage_current)
     yajl_gen_map_open(g);
     pg_row_members(g, res, 0, "ssddd---");
     sbx_jgen_kint(g, "sandbox_creations", strtoll(PQgetvalue(res, 0, 5), NULL, 10));
-    sbx_jgen_kint(g, "estimated_cost_cents",
-                  (long long)(cpu_h * CENTS_PER_CPU_HOUR + mem_h * CENTS_PER_GB_HOUR + 0.5));
+    sbx_jgen_kint(g, "estimated_cost_cents", strtoll(PQgetvalue(res, 0, 9), NULL, 10));
+    sbx_jgen_kstr(g, "billing_status", req->who.test_mode ? "sandbox" : "live");
     sbx_jgen_key(g, "breakdown");
     yajl_gen_map_open(g);
     sbx_jgen_kdbl(g, "sandbox_hours", strtod(PQgetvalue(res, 0, 6), NULL));
@@ -105,15 +121,24 @@ API_HANDLER(api_usage_history)
     }
     if (r <= 0)
         return failed(resp, r < 0 ? r : -EIO);
-    const char *p2[] = { PQgetvalue(range, 0, 0), PQgetvalue(range, 0, 1), unit };
+    char rates[3][24];
+    rate_params(ctx->app, rates);
+    const char *p2[] = { PQgetvalue(range, 0, 0), PQgetvalue(range, 0, 1), unit,
+                         req->who.test_mode ? "sandbox" : "live", rates[0], rates[1], rates[2] };
     r = db_query(ctx->db,
                  "WITH b AS (SELECT date_trunc($3, created_at AT TIME ZONE 'UTC') AS s, * "
                  "             FROM usage_events "
-                 "            WHERE created_at >= $1::timestamptz AND created_at < $2::timestamptz) "
+                 "            WHERE created_at >= $1::timestamptz AND created_at < $2::timestamptz "
+                 "              AND billing_status = $4) "
                  "SELECT " SQL_TS("(s AT TIME ZONE 'UTC')") " AS period_start, "
                  SQL_TS("((s + ('1 ' || $3)::interval) AT TIME ZONE 'UTC')") " AS period_end, "
-                 SUMS " FROM b GROUP BY s ORDER BY s",
-                 3, p2, &res);
+                 SUMS ", round((COALESCE(sum(quantity) FILTER (WHERE kind = 'cpu_seconds'), 0) "
+                 "  / 3600.0 * $5 + COALESCE(sum(quantity) FILTER (WHERE kind = "
+                 "  'memory_gb_seconds'), 0) / 3600.0 * $6 + COALESCE(sum(quantity) FILTER "
+                 "  (WHERE kind = 'network_bytes'), 0) / 1e9 * $7) / 1000.0)::bigint "
+                 "  AS estimated_cost_cents "
+                 " FROM b GROUP BY s ORDER BY s",
+                 7, p2, &res);
     if (r < 0)
         return failed(resp, r);
     if (PQntuples(res) > 10000) {
@@ -128,7 +153,7 @@ API_HANDLER(api_usage_history)
     sbx_jgen_key(g, "data");
     yajl_gen_array_open(g);
     for (int i = 0; i < PQntuples(res); i++)
-        pg_row_to_json(g, res, i, "ssdddidii");
+        pg_row_to_json(g, res, i, "ssdddidiii");
     yajl_gen_array_close(g);
     yajl_gen_map_close(g);
     http_json(resp, 200, g);
