@@ -184,9 +184,10 @@ static int resource_alert(struct db *db, const char *org_id, const char *id, uin
     /* warning → critical announces critical; critical → warning is a drop, no event */
     if (!PQgetisnull(res, 0, 1) && strcmp(lvl, "warning") == 0)
         return 0;
+    const char *limit = PQgetvalue(res, 0, 2);
     _cleanup_free_ char *data = xasprintf(
         "{\"resource\":\"memory\",\"used_bytes\":%s,\"limit_bytes\":%s,\"level\":\"%s\"}", u,
-        PQgetvalue(res, 0, 2), lvl);
+        limit && *limit ? limit : "0", lvl ? lvl : "warning");
     return events_emit(db, org_id, id,
                        strcmp(lvl, "critical") == 0 ? "resource.critical" : "resource.warning",
                        data);
