@@ -208,7 +208,7 @@ def test_create_non_object_json(sandboxes, raw):
     {"env": []}, {"env": "A=B"}, {"env": {"A": 1}}, {"env": {"A": None}}, {"env": {"A": {}}},
     {"env": {"1A": "x"}}, {"env": {"A-B": "x"}}, {"env": {"": "x"}}, {"env": {"A=B": "x"}},
     {"metadata": []}, {"metadata": "x"}, {"metadata": 1},
-    {"template": 5}, {"template": "no-such-template"}, {"template": ""},
+    {"template": 5}, {"template": ""},
 ], ids=lambda b: repr(b))
 def test_create_validation(sandboxes, body):
     r = sandboxes.create_raw(body)
@@ -216,6 +216,14 @@ def test_create_validation(sandboxes, body):
     assert r.json()["error"]["code"] in ("validation_error", "invalid_template",
                                          "unknown_template"), r.text
     # nothing was created
+    assert sandboxes.list().json()["sandboxes"] == []
+
+
+def test_create_unknown_template(sandboxes):
+    """Issue 5: an unknown template is 400 unknown_template naming the valid templates."""
+    r = sandboxes.create_raw({"template": "no-such-template"})
+    assert_error(r, 400, "unknown_template")
+    assert "base" in r.json()["error"]["message"]
     assert sandboxes.list().json()["sandboxes"] == []
 
 
