@@ -76,6 +76,10 @@ def seed_org(conn, org):
                        VALUES (%s, 'sandbox.create', 'success', %s)""", (o, sbx))
         cur.execute("""INSERT INTO idempotency_keys (org_id, key, fingerprint)
                        VALUES (%s, 'idem-1', repeat('0', 64))""", (o,))
+        cur.execute("""INSERT INTO secrets (org_id, name, value_enc, key_id)
+                       VALUES (%s, 'S1', 'sbxenc:v1:x', '0123456789abcdef') RETURNING id""", (o,))
+        cur.execute("""INSERT INTO sandbox_secrets (org_id, sandbox_id, secret_id)
+                       VALUES (%s, %s, %s)""", (o, sbx, cur.fetchone()[0]))
     conn.commit()
     return {"sandbox": sbx, "key_id": "K" + o.replace("-", "")[:11]}
 
