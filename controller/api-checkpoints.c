@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fnmatch.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +201,60 @@ static void read_failed(struct http_response *resp, int r, const char *path)
                    "the workspace changed while the checkpoint was taken ('%s'); retry", path);
 }
 
+/* Hashing one entry (parallel jobs; each touches only its own entry). */
+struct hjob {
+    struct sbx_runtime *rt;
+    const char *sid;
+    struct ckpt_manifest *m;
+    uint64_t max;
+    bool *gone;
+};
+
+static int hash_one(void *ctx, size_t i)
+{
+    struct hjob *h = ctx;
+    struct ckpt_entry *e = &h->m->e[i];
+    if (e->type != 'f')
+        return 0;
+    int r = ckpt_hash_file(h->rt, h->sid, e->path, h->max, &e->size, e->sha256);
+    if (r == -ENOENT || r == -EINVAL || r == -ELOOP || r == -EXDEV || r == -EISDIR) {
+        h->gone[i] = true;
+        return 0;
+    }
+    return r;
+}
+
+/* Uploading one distinct content (parallel jobs). */
+struct ujob {
+    struct app *app;
+    const char *org, *sid, *ckpt;
+    const struct ckpt_manifest *m;
+    const struct uniq *u;
+    const size_t *idx;
+    atomic_bool store_failed;
+};
+
+static int upload_one(void *ctx, size_t k)
+{
+    struct ujob *j = ctx;
+    const struct uniq *q = &j->u[j->idx[k]];
+    const struct ckpt_entry *e = &j->m->e[q->entry];
+    int fd = -1;
+    uint64_t size;
+    int r = j->app->rt->ops->open_read(j->app->rt, j->sid, e->path, &fd, &size);
+    if (r < 0)
+        return r;
+    char key[SBX_BLOB_KEY_MAX], err[256] = "";
+    snprintf(key, sizeof(key), "orgs/%s/blobs/%s", j->org, e->sha256);
+    r = j->app->blobs->ops->put(j->app->blobs, key, fd, e->size, e->sha256, err, sizeof(err));
+    close(fd);
+    if (r < 0 && r != -EBADMSG) {
+        log_warn("checkpoint %s: upload of %s failed: %s", j->ckpt, key, err);
+        atomic_store(&j->store_failed, true);
+    }
+    return r;
+}
+
 API_HANDLER(api_checkpoint_create)
 {
     struct app *app = ctx->app;
@@ -351,27 +406,35 @@ API_HANDLER(api_checkpoint_create)
             total += m.e[i].size;
     if (total > cfg->checkpoints.max_workspace_bytes)
         goto too_big;
-    total = 0;
-    k = 0;
-    for (size_t i = 0; i < m.n; i++) {
-        struct ckpt_entry *e = &m.e[i];
-        if (e->type == 'f') {
-            r = ckpt_hash_file(app->rt, sid, e->path, &e->size, e->sha256);
-            if (r == -ENOENT || r == -EINVAL || r == -ELOOP || r == -EXDEV) {
+    {
+        struct hjob hj = { .rt = app->rt, .sid = sid, .m = &m,
+                           .max = cfg->checkpoints.max_workspace_bytes,
+                           .gone = xcalloc(m.n ? m.n : 1, sizeof(bool)) };
+        size_t bad = 0;
+        r = ckpt_parallel(m.n, hash_one, &hj, &bad);
+        if (r < 0) {
+            free(hj.gone);
+            if (r == -EFBIG)
+                goto too_big;
+            read_failed(resp, r, m.e[bad].path);
+            goto out;
+        }
+        total = 0;
+        k = 0;
+        for (size_t i = 0; i < m.n; i++) {
+            if (hj.gone[i]) {
                 /* vanished or replaced since the walk: not part of this checkpoint */
-                free(e->path);
-                free(e->target);
+                free(m.e[i].path);
+                free(m.e[i].target);
                 continue;
             }
-            if (r < 0) {
-                read_failed(resp, r, e->path);
-                goto out;
-            }
-            total += e->size;
-            if (total > cfg->checkpoints.max_workspace_bytes)
-                goto too_big;
+            if (m.e[i].type == 'f')
+                total += m.e[i].size;
+            m.e[k++] = m.e[i];
         }
-        m.e[k++] = *e;
+        free(hj.gone);
+        if (total > cfg->checkpoints.max_workspace_bytes)
+            goto too_big;
     }
     m.n = k;
 
@@ -465,43 +528,37 @@ API_HANDLER(api_checkpoint_create)
         goto out;
     }
 
-    /* Upload what the store does not have yet. */
+    /* Upload what the store does not have yet (in parallel). */
     uint64_t bytes_new = 0;
     unsigned files_new = 0;
-    r = sbx_buf_puts(&uploaded, "{");
-    for (size_t i = 0; i < nu; i++) {
-        if (!u[i].upload)
-            continue;
-        const struct ckpt_entry *e = &m.e[u[i].entry];
-        int fd = -1;
-        uint64_t size;
-        r = app->rt->ops->open_read(app->rt, sid, e->path, &fd, &size);
-        if (r < 0) {
-            read_failed(resp, r, e->path);
-            goto out;
-        }
-        char key[SBX_BLOB_KEY_MAX];
-        snprintf(key, sizeof(key), "orgs/%s/blobs/%s", org, e->sha256);
-        err[0] = '\0';
-        r = app->blobs->ops->put(app->blobs, key, fd, e->size, e->sha256, err, sizeof(err));
-        close(fd);
-        if (r == -EBADMSG) {
-            read_failed(resp, -EBADMSG, e->path);
-            goto out;
-        }
-        if (r < 0) {
-            log_warn("checkpoint %s: upload of %s failed: %s", id, key, err);
+    size_t *todo = xcalloc(nu ? nu : 1, sizeof(size_t)), n_todo = 0;
+    for (size_t i = 0; i < nu; i++)
+        if (u[i].upload)
+            todo[n_todo++] = i;
+    struct ujob uj = { .app = app, .org = org, .sid = sid, .ckpt = id, .m = &m, .u = u,
+                       .idx = todo };
+    atomic_init(&uj.store_failed, false);
+    size_t bad = 0;
+    r = ckpt_parallel(n_todo, upload_one, &uj, &bad);
+    if (r < 0) {
+        const char *path = m.e[u[todo[bad]].entry].path;
+        free(todo);
+        if (r == -EBADMSG)
+            read_failed(resp, -EBADMSG, path);
+        else if (atomic_load(&uj.store_failed))
             ckpt_store_error(resp, r, "checkpoint");
-            goto out;
-        }
-        bytes_new += e->size;
-        files_new++;
-        if (sbx_buf_printf(&uploaded, "%s%s", files_new > 1 ? "," : "", u[i].blob_id) < 0) {
-            db_failed(resp, -EINVAL);
-            goto out;
-        }
+        else
+            read_failed(resp, r, path);
+        goto out;
     }
-    if (sbx_buf_puts(&uploaded, "}") < 0) {
+    r = sbx_buf_puts(&uploaded, "{");
+    for (size_t t = 0; t < n_todo && r == 0; t++) {
+        bytes_new += u[todo[t]].size;
+        files_new++;
+        r = sbx_buf_printf(&uploaded, "%s%s", t ? "," : "", u[todo[t]].blob_id);
+    }
+    free(todo);
+    if (r < 0 || sbx_buf_puts(&uploaded, "}") < 0) {
         db_failed(resp, -EINVAL);
         goto out;
     }

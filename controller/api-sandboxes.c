@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "controller/api.h"
 #include "controller/events.h"
+#include "controller/checkpoint.h"
 #include "controller/pgjson.h"
 #include "controller/plans.h"
 #include "controller/sandbox.h"
@@ -198,6 +199,17 @@ API_HANDLER(api_sandbox_create)
     if (!has_timeout)
         timeout = tpl && tpl->timeout_s ? (long long)tpl->timeout_s
                                         : (long long)cfg->limits.default_timeout;
+    /* from_checkpoint: start with a checkpoint's workspace (fork; controller/checkpoint.h). */
+    const char *from_ckpt = NULL;
+    _cleanup_free_ char *ck_key = NULL, *ck_sum = NULL, *ck_env = NULL;
+    if (v_string(body, "from_checkpoint", false, 1, 64, &from_ckpt, resp) < 0)
+        return;
+    if (from_ckpt && !ctx->app->blobs) {
+        http_error(resp, 503, "storage_unavailable", "the object store is not configured");
+        return;
+    }
+    if (from_ckpt && ckpt_lookup(ctx->db, from_ckpt, &ck_key, &ck_sum, &ck_env, resp) < 0)
+        return;
 
     /* Plan and configuration maximums (controller/plans.h). */
     _cleanup_pgres_ PGresult *cnt = NULL, *row = NULL;
@@ -342,6 +354,39 @@ API_HANDLER(api_sandbox_create)
             db_rollback(ctx->db);
         http_error(resp, 500, "sandbox_start_failed", "the sandbox could not be started");
         return;
+    }
+    if (from_ckpt) {
+        /* Write the checkpoint in before answering; no transaction idles meanwhile. */
+        char why[400] = "";
+        r = db_commit(ctx->db);
+        rr = ckpt_restore_checkpoint(ctx->app, req->who.org_id, id, ck_key, ck_sum, why,
+                                     sizeof(why));
+        if (db_begin(ctx->db, req->who.org_id) < 0)
+            return db_failed(resp, -EIO);
+        if (rr < 0) {
+            log_error("sandbox %s: from_checkpoint %s failed: %s", id, from_ckpt, why);
+            sandbox_lock(id);
+            ctx->app->rt->ops->stop(ctx->app->rt, id);
+            sandbox_unlock(id);
+            if (db_query(ctx->db,
+                         "UPDATE sandboxes SET status = 'error', status_reason = $2, "
+                         "  stopped_at = now() WHERE id = $1",
+                         2, (const char *[]){ id, why }, NULL) >= 0)
+                db_commit(ctx->db);
+            else
+                db_rollback(ctx->db);
+            http_error(resp, rr == -EIO || rr == -ETIMEDOUT ? 503 : 500,
+                       "checkpoint_restore_failed",
+                       "sandbox %s could not be started from checkpoint %s: %s", id, from_ckpt,
+                       why);
+            return;
+        }
+        r = db_query(ctx->db,
+                     "UPDATE sandboxes SET env = COALESCE($2::jsonb, '{}'::jsonb) || env, "
+                     "  source_checkpoint_id = $3 WHERE id = $1",
+                     3, (const char *[]){ id, ck_env, from_ckpt }, NULL);
+        if (r < 0)
+            return db_failed(resp, r);
     }
     r = db_query(ctx->db,
                  "UPDATE sandboxes SET status = 'running', started_at = now(), "

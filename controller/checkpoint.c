@@ -17,6 +17,8 @@
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,8 +214,8 @@ int ckpt_hash_fd(int fd, uint64_t max, uint64_t *ret_size, char ret_sha[65])
     return 0;
 }
 
-int ckpt_hash_file(struct sbx_runtime *rt, const char *sid, const char *path, uint64_t *ret_size,
-                   char ret_sha[65])
+int ckpt_hash_file(struct sbx_runtime *rt, const char *sid, const char *path, uint64_t max,
+                   uint64_t *ret_size, char ret_sha[65])
 {
     int fd = -1;
     uint64_t size;
@@ -221,7 +223,59 @@ int ckpt_hash_file(struct sbx_runtime *rt, const char *sid, const char *path, ui
     if (r < 0)
         return r;
     _cleanup_close_ int cfd = fd;
-    return ckpt_hash_fd(cfd, UINT64_MAX, ret_size, ret_sha);
+    return ckpt_hash_fd(cfd, max, ret_size, ret_sha);
+}
+
+struct par {
+    size_t n;
+    ckpt_job_fn fn;
+    void *ctx;
+    atomic_size_t next;
+    atomic_bool stop;
+    pthread_mutex_t lock;
+    int err;
+    size_t err_index;
+};
+
+static void *par_main(void *arg)
+{
+    struct par *p = arg;
+    for (;;) {
+        size_t i = atomic_fetch_add(&p->next, 1);
+        if (i >= p->n || atomic_load(&p->stop))
+            return NULL;
+        int r = p->fn(p->ctx, i);
+        if (r < 0) {
+            pthread_mutex_lock(&p->lock);
+            if (p->err == 0 || i < p->err_index) {
+                p->err = r;
+                p->err_index = i;
+            }
+            pthread_mutex_unlock(&p->lock);
+            atomic_store(&p->stop, true);
+            return NULL;
+        }
+    }
+}
+
+int ckpt_parallel(size_t n, ckpt_job_fn fn, void *ctx, size_t *ret_failed)
+{
+    struct par p = { .n = n, .fn = fn, .ctx = ctx, .lock = PTHREAD_MUTEX_INITIALIZER };
+    atomic_init(&p.next, 0);
+    atomic_init(&p.stop, false);
+    size_t nt = MIN((size_t)CKPT_PARALLEL, n);
+    pthread_t th[CKPT_PARALLEL];
+    size_t started = 0;
+    for (size_t i = 1; i < nt; i++)
+        if (pthread_create(&th[started], NULL, par_main, &p) == 0)
+            started++;
+    par_main(&p); /* the calling worker takes part */
+    for (size_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&p.lock);
+    if (p.err < 0 && ret_failed)
+        *ret_failed = p.err_index;
+    return p.err;
 }
 
 char *ckpt_manifest_json(const struct ckpt_manifest *m, size_t *ret_len)
@@ -619,12 +673,47 @@ static void restore_file_error(struct http_response *resp, int r, const char *pa
     }
 }
 
+struct wjob {
+    struct app *app;
+    const char *org_id, *sid;
+    const struct ckpt_manifest *m;
+    const size_t *idx;
+    atomic_uint_fast64_t bytes;
+    atomic_bool store_failed;  /* a store error (not a sandbox file error) happened */
+};
+
+/* One file of a restore: open_write inside the sandbox, stream the blob into it. */
+static int write_one(void *ctx, size_t k)
+{
+    struct wjob *w = ctx;
+    struct sbx_runtime *rt = w->app->rt;
+    struct sbx_blobstore *bs = w->app->blobs;
+    const struct ckpt_entry *e = &w->m->e[w->idx[k]];
+    int fd = -1;
+    int r = rt->ops->open_write(rt, w->sid, e->path, e->mode, SBX_WRITE_MKDIRS, &fd);
+    if (r < 0)
+        return r;
+    char key[SBX_BLOB_KEY_MAX], err[256] = "";
+    snprintf(key, sizeof(key), "orgs/%s/blobs/%s", w->org_id, e->sha256);
+    uint64_t got = 0;
+    r = bs->ops->get(bs, key, fd, &got, err, sizeof(err));
+    close(fd);
+    if (r >= 0 && got != e->size)
+        r = -EBADMSG;
+    if (r < 0) {
+        log_warn("restore %s: %s", key, err[0] ? err : strerror(-r));
+        atomic_store(&w->store_failed, true);
+        return r;
+    }
+    atomic_fetch_add(&w->bytes, got);
+    return 0;
+}
+
 int ckpt_restore_into(struct app *app, const char *org_id, const char *sid,
                       const struct ckpt_manifest *m, bool overwrite,
                       struct ckpt_restore_result *ret, struct http_response *resp)
 {
     struct sbx_runtime *rt = app->rt;
-    struct sbx_blobstore *bs = app->blobs;
     struct ckpt_restore_result res = { 0 };
     struct ckpt_manifest cur = { 0 };
     char err[256] = "";
@@ -669,6 +758,7 @@ int ckpt_restore_into(struct app *app, const char *org_id, const char *sid,
             goto out;
         }
     }
+    size_t *files = xcalloc(m->n ? m->n : 1, sizeof(size_t)), n_files = 0;
     for (size_t i = 0; i < m->n && r >= 0; i++) {
         const struct ckpt_entry *e = &m->e[i];
         if (skip[i])
@@ -689,32 +779,27 @@ int ckpt_restore_into(struct app *app, const char *org_id, const char *sid,
             push_str(&ln, &n_ln, e->target);
             push_str(&ln, &n_ln, abs);
         } else {
-            int fd = -1;
-            r = rt->ops->open_write(rt, sid, e->path, e->mode, SBX_WRITE_MKDIRS, &fd);
-            if (r < 0) {
-                restore_file_error(resp, r, e->path);
-                break;
-            }
-            char key[SBX_BLOB_KEY_MAX];
-            snprintf(key, sizeof(key), "orgs/%s/blobs/%s", org_id, e->sha256);
-            uint64_t got = 0;
-            err[0] = '\0';
-            r = bs->ops->get(bs, key, fd, &got, err, sizeof(err));
-            close(fd);
-            if (r < 0) {
-                log_warn("restore %s: %s", key, err);
-                ckpt_store_error(resp, r, "restore");
-                break;
-            }
-            if (got != e->size) {
-                ckpt_store_error(resp, -EBADMSG, "restore");
-                r = -EBADMSG;
-                break;
-            }
-            res.files++;
-            res.bytes += got;
+            files[n_files++] = i;
         }
     }
+    if (r >= 0 && n_files) {
+        struct wjob w = { .app = app, .org_id = org_id, .sid = sid, .m = m, .idx = files };
+        atomic_init(&w.bytes, 0);
+        atomic_init(&w.store_failed, false);
+        size_t bad = 0;
+        r = ckpt_parallel(n_files, write_one, &w, &bad);
+        if (r < 0) {
+            const char *path = m->e[files[bad]].path;
+            if (atomic_load(&w.store_failed))
+                ckpt_store_error(resp, r, "restore");
+            else
+                restore_file_error(resp, r, path);
+        } else {
+            res.files = (unsigned)n_files;
+            res.bytes = atomic_load(&w.bytes);
+        }
+    }
+    free(files);
     if (r >= 0 && n_ln) {
         /* ln -sfn -- target path, pairs; -n: never descend into a symlinked directory. */
         for (size_t off = 0; off < n_ln && r >= 0; off += 2) {

@@ -44,11 +44,18 @@ int ckpt_walk(struct sbx_runtime *rt, const char *sid, uint32_t max_entries,
               struct ckpt_manifest *ret, char *err, size_t errlen);
 
 /* Streams a file of the sandbox through SHA-256 (open_read: refuses paths leaving
- * /workspace). ret_size: bytes actually read. */
-int ckpt_hash_file(struct sbx_runtime *rt, const char *sid, const char *path, uint64_t *ret_size,
-                   char ret_sha[65]);
+ * /workspace). ret_size: bytes actually read; -EFBIG past max. */
+int ckpt_hash_file(struct sbx_runtime *rt, const char *sid, const char *path, uint64_t max,
+                   uint64_t *ret_size, char ret_sha[65]);
 /* SHA-256 of everything readable from fd (from its current offset). */
 int ckpt_hash_fd(int fd, uint64_t max, uint64_t *ret_size, char ret_sha[65]);
+
+/* Runs fn(ctx, i) for i in [0, n) on up to CKPT_PARALLEL threads (the caller's included);
+ * stops at the first error and returns it (*ret_failed: its index), else 0. The runtime and
+ * blob store ops are thread-safe; each job uses only its own entry. */
+#define CKPT_PARALLEL 8
+typedef int (*ckpt_job_fn)(void *ctx, size_t i);
+int ckpt_parallel(size_t n, ckpt_job_fn fn, void *ctx, size_t *ret_failed);
 
 /* Manifest (de)serialisation: {"version":1,"entries":[…]}. parse validates every entry. */
 char *ckpt_manifest_json(const struct ckpt_manifest *m, size_t *ret_len);

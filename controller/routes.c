@@ -76,6 +76,36 @@ const struct route routes[] = {
     PUBLIC(HTTP_POST, "/api/v1/test-tenants", api_test_tenant_create),
     MUTATE(HTTP_POST, "/api/v1/test/reset", AUTH_SCOPE_WRITE, "test.reset", api_test_reset),
     READ("/api/v1/sandbox/:id/audit/summary", api_audit_summary),
+
+    /* Checkpoints and artifacts (api-checkpoints.c, api-artifacts.c). Moving a workspace or a
+     * large file may take longer than http.request_timeout: long_running. */
+#define MUTATE_LONG(m, p, scope_, action_, h)                                                     \
+    { .method = (m), .pattern = (p), .auth = true, .scope = (scope_), .action = (action_),       \
+      .handler = (h), .long_running = true }
+    MUTATE_LONG(HTTP_POST, "/api/v1/sandbox/:id/checkpoints", AUTH_SCOPE_WRITE,
+                "checkpoint.create", api_checkpoint_create),
+    MUTATE_LONG(HTTP_POST, "/api/v1/sandbox/:id/checkpoints/restore", AUTH_SCOPE_WRITE,
+                "checkpoint.restore", api_checkpoint_restore),
+    READ("/api/v1/checkpoints", api_checkpoints_list),
+    { .method = HTTP_POST, .pattern = "/api/v1/checkpoints/compare", .auth = true,
+      .scope = AUTH_SCOPE_READ, .handler = api_checkpoints_compare },
+    READ("/api/v1/checkpoints/:id", api_checkpoint_get),
+    MUTATE(HTTP_DELETE, "/api/v1/checkpoints/:id", AUTH_SCOPE_WRITE, "checkpoint.delete",
+           api_checkpoint_delete),
+    MUTATE(HTTP_POST, "/api/v1/checkpoints/:id/clone", AUTH_SCOPE_WRITE, "checkpoint.clone",
+           api_checkpoint_clone),
+    READ("/api/v1/checkpoints/:id/tree", api_checkpoint_tree),
+    MUTATE_LONG(HTTP_POST, "/api/v1/sandbox/:id/artifacts/upload", AUTH_SCOPE_WRITE,
+                "artifact.upload", api_artifact_upload),
+    MUTATE_LONG(HTTP_POST, "/api/v1/sandbox/:id/artifacts/download", AUTH_SCOPE_WRITE,
+                "artifact.download", api_artifact_download),
+    READ("/api/v1/artifacts", api_artifacts_list),
+    READ("/api/v1/artifacts/:id", api_artifact_get),
+    READ("/api/v1/artifacts/:id/url", api_artifact_url),
+    MUTATE(HTTP_DELETE, "/api/v1/artifacts/:id", AUTH_SCOPE_WRITE, "artifact.delete",
+           api_artifact_delete),
+    /* The token is the credential (fs presigned URLs); no API key. */
+    PUBLIC(HTTP_GET, "/api/v1/blobs/:token", api_blob_get),
 };
 
 const size_t n_routes = sizeof(routes) / sizeof(routes[0]);
