@@ -184,7 +184,7 @@ def test_requires_auth(api):
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.1", "0.0.0.0", "[::1]", "[::ffff:127.0.0.1]",
-                                  "localhost", "127.0.0.1.nip.invalid"])
+                                  "localhost"])
 def test_ssrf_loopback_forms_refused(api, org, receivers, host):
     rcv = receivers()
     url = f"http://{host}:{rcv.port}/hook"
@@ -195,8 +195,7 @@ def test_ssrf_loopback_forms_refused(api, org, receivers, host):
     assert res["success"] is False and res["status"] == "failed", res
     assert res["response_status"] is None
     assert res["error"], res
-    if host != "127.0.0.1.nip.invalid":  # that one does not resolve at all
-        assert "refused" in res["error"], res
+    assert "refused" in res["error"], res
     time.sleep(0.3)
     assert rcv.requests == [], "the receiver was contacted"
     d = _deliveries(api, org.key, w["id"])
