@@ -314,7 +314,7 @@ API_HANDLER(api_checkpoint_create)
     _cleanup_buf_ struct sbx_buf incs = SBX_BUF_INIT, excs = SBX_BUF_INIT;
     _cleanup_free_ char *mjson = NULL;
     char id[37] = "";
-    bool pending = false;
+    bool pending = false, manifest_put = false;
     int r;
 
     if (sandbox_require_running(ctx, sid, NULL, resp) < 0 || !have_store(ctx, resp))
@@ -570,6 +570,7 @@ API_HANDLER(api_checkpoint_create)
     sbx_sha256_hex(mjson, mlen, msha);
     snprintf(mkey, sizeof(mkey), "orgs/%s/manifests/%s", org, id);
     err[0] = '\0';
+    manifest_put = true; /* may exist even if put reports a failure */
     r = ckpt_store_put_mem(app->blobs, mkey, mjson, mlen, err, sizeof(err));
     if (r < 0) {
         log_warn("checkpoint %s: manifest upload failed: %s", id, err);
@@ -621,7 +622,7 @@ too_big:
 out:
     if (pending) {
         db_rollback(ctx->db);
-        int rr = ckpt_release(app, ctx->db, org, id);
+        int rr = ckpt_release(app, ctx->db, org, id, manifest_put);
         if (rr < 0 && rr != -ENOENT)
             log_warn("checkpoint %s: clean-up after failure deferred to the reaper (%s)", id,
                      strerror(-rr));
@@ -759,13 +760,17 @@ API_HANDLER(api_checkpoint_delete)
     snprintf(resp->audit.sandbox_id, sizeof(resp->audit.sandbox_id), "%s", sid);
     int r = db_commit(ctx->db);
     if (r >= 0)
-        r = ckpt_release(ctx->app, ctx->db, org, id);
+        r = ckpt_release(ctx->app, ctx->db, org, id, true);
     if (r == -ENOENT) {
         http_error(resp, 404, "not_found", "no such checkpoint");
         return;
     }
-    if (r < 0)
+    if (r == -EIO && ctx->app->blobs && db_ping(ctx->db))
+        return ckpt_store_error(resp, r, "checkpoint delete");
+    if (r < 0 && (r == -EIO || r == -EAGAIN || r == -ETIMEDOUT))
         return db_failed(resp, r);
+    if (r < 0)
+        return ckpt_store_error(resp, r, "checkpoint delete");
     if (db_begin(ctx->db, org) < 0)
         return db_failed(resp, -EIO);
     emit_event(ctx, org, sid, "checkpoint.deleted", id, NULL);

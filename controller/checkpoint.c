@@ -173,7 +173,8 @@ int ckpt_walk(struct sbx_runtime *rt, const char *sid, uint32_t max_entries,
         ckpt_manifest_free(&m);
         return r;
     }
-    qsort(m.e, m.n, sizeof(*m.e), entry_cmp);
+    if (m.n)
+        qsort(m.e, m.n, sizeof(*m.e), entry_cmp);
     *ret = m;
     return 0;
 }
@@ -522,7 +523,8 @@ int ckpt_gc(struct app *app, struct db *db, const char *org_id)
     }
 }
 
-int ckpt_release(struct app *app, struct db *db, const char *org_id, const char *ckpt_id)
+int ckpt_release(struct app *app, struct db *db, const char *org_id, const char *ckpt_id,
+                 bool manifest_may_exist)
 {
     int r = db_begin(db, org_id);
     if (r < 0)
@@ -546,18 +548,21 @@ int ckpt_release(struct app *app, struct db *db, const char *org_id, const char 
     if (r >= 0)
         r = db_query(db, "DELETE FROM checkpoints WHERE id = $1", 1, (const char *[]){ ckpt_id },
                      NULL);
+    /* The manifest goes while the row is locked and before the deletion commits: if the store
+     * is down nothing changes (retry later); the id is never reused, so nothing else races. */
+    if (r >= 0 && manifest_may_exist) {
+        char key[SBX_BLOB_KEY_MAX], err[256] = "";
+        snprintf(key, sizeof(key), "orgs/%s/manifests/%s", org_id, ckpt_id);
+        r = app->blobs->ops->del(app->blobs, key, err, sizeof(err));
+        if (r < 0)
+            log_warn("checkpoint %s: deleting the manifest failed: %s", ckpt_id, err);
+    }
     if (r >= 0)
         r = db_commit(db);
     else
         db_rollback(db);
     if (r < 0)
         return r;
-    /* The id is never reused: deleting its manifest cannot race anything. */
-    char key[SBX_BLOB_KEY_MAX];
-    snprintf(key, sizeof(key), "orgs/%s/manifests/%s", org_id, ckpt_id);
-    char err[256] = "";
-    if (app->blobs->ops->del(app->blobs, key, err, sizeof(err)) < 0)
-        log_warn("checkpoint %s: deleting the manifest failed: %s", ckpt_id, err);
     r = ckpt_gc(app, db, org_id);
     if (r < 0)
         log_warn("checkpoint %s: content clean-up deferred to the reaper (%s)", ckpt_id,
@@ -929,7 +934,7 @@ static void reap_checkpoints(struct app *app, struct db *db)
         return;
     for (int i = 0; i < PQntuples(res); i++) {
         const char *id = PQgetvalue(res, i, 0), *org = PQgetvalue(res, i, 1);
-        int r = ckpt_release(app, db, org, id);
+        int r = ckpt_release(app, db, org, id, true);
         struct sbx_log_field f[] = { LF_STR("checkpoint_id", id), LF_STR("org_id", org),
                                      LF_INT("result", r) };
         sbx_log_fields(SBX_LOG_INFO, "stale pending checkpoint released", f, ARRAY_SIZE(f));

@@ -73,10 +73,12 @@ int ckpt_manifest_load(struct sbx_blobstore *bs, const char *key, const char *ch
 /* Sets the response for a blob store error (503 storage_unavailable, 502 …). */
 void ckpt_store_error(struct http_response *resp, int r, const char *what);
 
-/* Drops a checkpoint row (pending or ready) with its content references, in a transaction of
- * its own on db (none may be open), then deletes its manifest object and garbage-collects
- * content of the org nobody references. Returns 0, -ENOENT, or -errno. */
-int ckpt_release(struct app *app, struct db *db, const char *org_id, const char *ckpt_id);
+/* Drops a checkpoint row (pending or ready) with its content references and (when it may exist)
+ * its manifest object, in a transaction of its own on db (none may be open): a store failure
+ * rolls everything back (-EIO …, retry later). Then garbage-collects content of the org nobody
+ * references (a failure there is left to the reaper). Returns 0, -ENOENT, or -errno. */
+int ckpt_release(struct app *app, struct db *db, const char *org_id, const char *ckpt_id,
+                 bool manifest_may_exist);
 /* Deletes every blob of the org whose refcount is 0 (row lock held while the object is
  * deleted from the store). Own transactions. Returns objects deleted or -errno. */
 int ckpt_gc(struct app *app, struct db *db, const char *org_id);

@@ -73,7 +73,7 @@ CREATE FUNCTION sbx_blobs_unreferenced_orgs(p_limit integer DEFAULT 100)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS $$
         SELECT DISTINCT b.org_id FROM public.blobs b
-         WHERE b.refcount = 0 AND b.last_used_at < now() - interval '1 minute'
+         WHERE b.refcount = 0 AND b.last_used_at < now() - interval '5 seconds'
          LIMIT LEAST(GREATEST(p_limit, 0), 10000)
     $$;
 
