@@ -57,9 +57,12 @@ def seed_org(conn, org):
         cur.execute("INSERT INTO executions (org_id, sandbox_id, command) VALUES (%s, %s, 'ls')",
                     (o, sbx))
         cur.execute("""INSERT INTO blobs (org_id, sha256, size, storage_key)
-                       VALUES (%s, repeat('a', 64), 1, 'k')""", (o,))
-        cur.execute("INSERT INTO checkpoints (org_id, sandbox_id, name) VALUES (%s, %s, 'c')",
-                    (o, sbx))
+                       VALUES (%s, repeat('a', 64), 1, 'k') RETURNING id""", (o,))
+        blob = cur.fetchone()[0]
+        cur.execute("""INSERT INTO checkpoints (org_id, sandbox_id, name) VALUES (%s, %s, 'c')
+                       RETURNING id""", (o, sbx))
+        cur.execute("""INSERT INTO checkpoint_blobs (org_id, checkpoint_id, blob_id)
+                       VALUES (%s, %s, %s)""", (o, cur.fetchone()[0], blob))
         cur.execute("""INSERT INTO artifacts (org_id, sandbox_id, path, remote_path)
                        VALUES (%s, %s, '/workspace/a', 'k')""", (o, sbx))
         cur.execute("""INSERT INTO webhooks (org_id, url, secret) VALUES (%s, 'https://x.test/h',
