@@ -27,6 +27,7 @@
 #include "controller/checkpoint.h"
 #include "controller/events.h"
 #include "controller/pgjson.h"
+#include "controller/plans.h"
 #include "controller/sandbox.h"
 #include "controller/validate.h"
 #include "runtime/runtime.h"
@@ -221,6 +222,9 @@ API_HANDLER(api_artifact_upload)
     if (lseek(cfd, 0, SEEK_SET) < 0)
         return file_error(resp, -errno, path);
 
+    /* The plan's storage limit (plans.<p>.storage: checkpoints + artifacts). */
+    if (plan_check_storage(ctx, req, hashed, resp) < 0)
+        return;
     char id[37], key[SBX_BLOB_KEY_MAX], exp_s[24];
     sbx_uuid4(id);
     snprintf(key, sizeof(key), "orgs/%s/artifacts/%s", org, id);

@@ -29,6 +29,7 @@
 #include "controller/checkpoint.h"
 #include "controller/events.h"
 #include "controller/pgjson.h"
+#include "controller/plans.h"
 #include "controller/sandbox.h"
 #include "controller/validate.h"
 #include "runtime/runtime.h"
@@ -477,6 +478,11 @@ API_HANDLER(api_checkpoint_create)
     if (r < 0) {
         db_rollback(ctx->db);
         db_failed(resp, r);
+        goto out;
+    }
+    /* The plan's storage limit (plans.<p>.storage, logical bytes of checkpoints + artifacts). */
+    if (plan_check_storage(ctx, req, total, resp) < 0) {
+        db_rollback(ctx->db);
         goto out;
     }
     uint64_t used = strtoull(PQgetvalue(q, 0, 0), NULL, 10),

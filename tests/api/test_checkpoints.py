@@ -429,6 +429,7 @@ def small(pg, tmp_path_factory):
         "SANDBOXD_CHECKPOINTS_MAX_FILES": "20",
         "SANDBOXD_CHECKPOINTS_MAX_WORKSPACE_BYTES": "100000",
         "SANDBOXD_CHECKPOINTS_ORG_QUOTA_BYTES": "150000",
+        "SANDBOXD_PLANS_FREE_STORAGE": "300000",
     })
     pd.start()
     e = Env("fs", pd.d.base, FsStore(pd.state_dir / "blobs"), pd.state_dir)
@@ -456,5 +457,12 @@ def test_limits(small):
         # nothing half-made is visible, and the store holds only the first checkpoint
         assert [c["name"] for c in o.get("checkpoints").json()["checkpoints"]] == ["fits"]
         assert len(store_keys_for(small, o.org_id, "blobs")) == 1
+        # the plan's storage limit counts checkpoints and artifacts (plans.free.storage)
+        o.sh(sid, "head -c 150000 /dev/urandom > /workspace/art")
+        r = o.post(f"sandbox/{sid}/artifacts/upload", {"path": "art"})
+        assert r.status_code == 201, r.text
+        r = o.post(f"sandbox/{sid}/artifacts/upload", {"path": "art"})
+        assert_error(r, 429, "storage_limit_exceeded")
+        assert len(store_keys_for(small, o.org_id, "artifacts")) == 1
     finally:
         o.sb.cleanup()
