@@ -293,12 +293,15 @@ def test_every_tenant_table_enforces_rls(owner):
             cur.execute("""SELECT c.relrowsecurity, c.relforcerowsecurity,
                                   (SELECT count(*) FROM pg_policies p
                                     WHERE p.schemaname = 'public' AND p.tablename = c.relname),
-                                  (SELECT bool_and(p.permissive = 'PERMISSIVE'
-                                                   AND p.qual LIKE '%%sbx_current_org()%%'
+                                  -- every PERMISSIVE policy (they OR together) is scoped to
+                                  -- the org; RESTRICTIVE ones (ANDed, e.g. test/live mode
+                                  -- isolation) can only narrow what those allow
+                                  (SELECT bool_and(p.qual LIKE '%%sbx_current_org()%%'
                                                    AND coalesce(p.with_check, p.qual)
                                                        LIKE '%%sbx_current_org()%%')
                                      FROM pg_policies p
-                                    WHERE p.schemaname = 'public' AND p.tablename = c.relname)
+                                    WHERE p.schemaname = 'public' AND p.tablename = c.relname
+                                      AND p.permissive = 'PERMISSIVE')
                              FROM pg_class c WHERE c.oid = %s::regclass""", ('public."%s"' % t,))
             enabled, forced, npol, scoped = cur.fetchone()
             assert enabled, "%s: RLS not enabled" % t
