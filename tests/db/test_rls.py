@@ -83,6 +83,8 @@ def seed_org(conn, org):
                        VALUES (%s, 'S1', 'sbxenc:v1:x', '0123456789abcdef') RETURNING id""", (o,))
         cur.execute("""INSERT INTO sandbox_secrets (org_id, sandbox_id, secret_id)
                        VALUES (%s, %s, %s)""", (o, sbx, cur.fetchone()[0]))
+        cur.execute("""INSERT INTO rate_limit_buckets (org_id, bucket, tokens)
+                       VALUES (%s, 'org', 10)""", (o,))
     conn.commit()
     return {"sandbox": sbx, "key_id": "K" + o.replace("-", "")[:11]}
 
