@@ -771,6 +771,11 @@ API_HANDLER(api_checkpoint_delete)
         http_error(resp, 404, "not_found", "no such checkpoint");
         return;
     }
+    if (r == -EBUSY) {
+        http_error(resp, 409, "checkpoint_in_use",
+                   "checkpoint %s is the source of a template; delete the template first", id);
+        return;
+    }
     if (r == -EIO && ctx->app->blobs && db_ping(ctx->db))
         return ckpt_store_error(resp, r, "checkpoint delete");
     if (r < 0 && (r == -EIO || r == -EAGAIN || r == -ETIMEDOUT))

@@ -186,10 +186,21 @@ API_HANDLER(api_sandbox_create)
                    MAX_METADATA_BYTES);
         return;
     }
+    /* An org-private template (promoted from a checkpoint) starts with that workspace. */
+    char tpl_ckpt[37] = "";
     if (template && !tpl) {
-        http_error(resp, 400, "unknown_template", "unknown template '%s'; valid templates: %s",
-                   template, templates_names());
-        return;
+        int tr = templates_org_checkpoint(ctx->db, template, tpl_ckpt);
+        if (tr < 0 && tr != -ENOENT) {
+            http_error(resp, 503, "database_unavailable", "the database is not reachable");
+            resp->retry_after = 1;
+            return;
+        }
+        if (tr == -ENOENT) {
+            http_error(resp, 400, "unknown_template",
+                       "unknown template '%s'; valid templates: %s (and the organization's own)",
+                       template, templates_names());
+            return;
+        }
     }
     if (tpl && !tpl->available) {
         http_error(resp, 422, "template_unavailable", "template '%s' is not available: %s",
@@ -204,6 +215,16 @@ API_HANDLER(api_sandbox_create)
     _cleanup_free_ char *ck_key = NULL, *ck_sum = NULL, *ck_env = NULL;
     if (v_string(body, "from_checkpoint", false, 1, 64, &from_ckpt, resp) < 0)
         return;
+    if (tpl_ckpt[0]) {
+        if (from_ckpt) {
+            http_error(resp, 422, "validation_error",
+                       "template '%s' starts from a checkpoint; do not also give "
+                       "'from_checkpoint'",
+                       template);
+            return;
+        }
+        from_ckpt = tpl_ckpt;
+    }
     if (from_ckpt && !ctx->app->blobs) {
         http_error(resp, 503, "storage_unavailable", "the object store is not configured");
         return;

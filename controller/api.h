@@ -31,6 +31,8 @@ API_HANDLER(api_secrets_check);
 API_HANDLER(api_secrets_inject);
 API_HANDLER(api_templates_list);
 API_HANDLER(api_templates_get);
+API_HANDLER(api_template_promote);
+API_HANDLER(api_template_delete);
 API_HANDLER(api_audit_list);
 API_HANDLER(api_sandbox_create);
 API_HANDLER(api_sandbox_get);

@@ -536,6 +536,17 @@ int ckpt_release(struct app *app, struct db *db, const char *org_id, const char 
         db_rollback(db);
         return -ENOENT;
     }
+    /* A template promoted from it keeps it (the promote holds FOR SHARE on the row). */
+    if (r > 0) {
+        r = db_query(db, "SELECT 1 FROM templates WHERE checkpoint_id = $1 LIMIT 1", 1,
+                     (const char *[]){ ckpt_id }, NULL);
+        if (r > 0) {
+            db_rollback(db);
+            return -EBUSY;
+        }
+        if (r == 0)
+            r = 1;
+    }
     if (r > 0)
         r = db_query(db,
                      "UPDATE blobs b SET refcount = b.refcount - 1, last_used_at = now() "

@@ -76,7 +76,8 @@ void ckpt_store_error(struct http_response *resp, int r, const char *what);
 /* Drops a checkpoint row (pending or ready) with its content references and (when it may exist)
  * its manifest object, in a transaction of its own on db (none may be open): a store failure
  * rolls everything back (-EIO …, retry later). Then garbage-collects content of the org nobody
- * references (a failure there is left to the reaper). Returns 0, -ENOENT, or -errno. */
+ * references (a failure there is left to the reaper). Returns 0, -ENOENT, -EBUSY (an org
+ * template promoted from it references it; nothing changed), or -errno. */
 int ckpt_release(struct app *app, struct db *db, const char *org_id, const char *ckpt_id,
                  bool manifest_may_exist);
 /* Deletes every blob of the org whose refcount is 0 (row lock held while the object is

@@ -49,6 +49,8 @@ const struct route routes[] = {
            api_secrets_inject),
     READ("/api/v1/templates", api_templates_list),
     READ("/api/v1/templates/:name", api_templates_get),
+    MUTATE(HTTP_DELETE, "/api/v1/templates/:name", AUTH_SCOPE_WRITE, "template.delete",
+           api_template_delete),
 
     MUTATE(HTTP_POST, "/api/v1/sandbox/create", AUTH_SCOPE_WRITE, "sandbox.create",
            api_sandbox_create),
@@ -95,6 +97,8 @@ const struct route routes[] = {
     MUTATE(HTTP_POST, "/api/v1/checkpoints/:id/clone", AUTH_SCOPE_WRITE, "checkpoint.clone",
            api_checkpoint_clone),
     READ("/api/v1/checkpoints/:id/tree", api_checkpoint_tree),
+    MUTATE(HTTP_POST, "/api/v1/checkpoints/:id/promote", AUTH_SCOPE_WRITE, "template.promote",
+           api_template_promote),
     MUTATE_LONG(HTTP_POST, "/api/v1/sandbox/:id/artifacts/upload", AUTH_SCOPE_WRITE,
                 "artifact.upload", api_artifact_upload),
     MUTATE_LONG(HTTP_POST, "/api/v1/sandbox/:id/artifacts/download", AUTH_SCOPE_WRITE,

@@ -48,3 +48,12 @@ const char *templates_names(void);
 yajl_val templates_merge_env(const struct sbx_template *t, yajl_val request_env);
 /* The Template JSON object. */
 void templates_json(yajl_gen g, const struct sbx_template *t);
+
+/* Org-private templates promoted from checkpoints (rows of the `templates` table with
+ * checkpoint_id; controller/api-templates.c). Names: 1-64 of [a-z0-9._-], first a-z0-9. */
+#define TEMPLATE_NAME_MAX 64
+bool templates_name_valid(const char *name);
+struct db;
+/* In the open org transaction: the checkpoint behind org template `name`. 0, -ENOENT or
+ * -errno from the database. */
+int templates_org_checkpoint(struct db *db, const char *name, char ret_ckpt_id[37]);

@@ -97,3 +97,102 @@ def test_bad_templates_file_refuses_start(aux_pg, tmp_path_factory):
     with pytest.raises(RuntimeError) as e:
         pd.start()
     assert "invalid cpus" in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Org-private templates promoted from checkpoints (POST /api/v1/checkpoints/:id/promote)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def ck_orgs(daemon):
+    """Two organizations on the session daemon (fs blob store) with checkpoint helpers."""
+    from pathlib import Path
+
+    import ckpthelpers
+    env = ckpthelpers.Env("fs", daemon.base, ckpthelpers.FsStore(Path(daemon.state_dir) / "blobs"),
+                          daemon.state_dir)
+    a, b = ckpthelpers.Org(env, env.register()), ckpthelpers.Org(env, env.register())
+    yield a, b
+    a.sb.cleanup()
+    b.sb.cleanup()
+
+
+def test_promote_checkpoint_to_template(ck_orgs):
+    from ckpthelpers import workspace_state
+    o, other = ck_orgs
+    sid = o.new_sandbox()
+    o.sh(sid, "mkdir -p /workspace/app && head -c 50000 /dev/urandom > /workspace/app/blob.bin"
+              " && printf 'print(1)\\n' > /workspace/app/main.py && chmod 0750 /workspace/app")
+    ck = o.checkpoint(sid, "golden")
+    state = workspace_state(o, sid)
+    o.drop_sandbox(sid)
+
+    r = o.post(f"checkpoints/{ck['id']}/promote", {"template_name": "my-app.v1",
+                                                    "description": "golden image"})
+    assert r.status_code == 201, r.text
+    t = r.json()
+    assert t["name"] == "my-app.v1" and t["checkpoint_id"] == ck["id"]
+    assert t["source"] == "checkpoint" and t["org_private"] is True and t["available"] is True
+    assert t["description"] == "golden image"
+
+    # listed next to the built-ins, and readable by name; not visible to another org
+    names = [x["name"] for x in o.get("templates").json()["templates"]]
+    assert "my-app.v1" in names and "base" in names
+    assert o.get("templates/my-app.v1").json()["checkpoint_id"] == ck["id"]
+    assert "my-app.v1" not in [x["name"] for x in other.get("templates").json()["templates"]]
+    assert_error(other.get("templates/my-app.v1"), 404)
+    assert_error(other.sb.create_raw({"template": "my-app.v1"}), 400, "unknown_template")
+
+    # a sandbox from the template starts with the checkpoint's workspace
+    sb = o.sb.create({"template": "my-app.v1"}, timeout=300)
+    assert sb["template"] == "my-app.v1"
+    assert workspace_state(o, sb["sandbox_id"]) == state
+    o.drop_sandbox(sb["sandbox_id"])
+    assert_error(o.sb.create_raw({"template": "my-app.v1", "from_checkpoint": ck["id"]}), 422)
+
+    # the checkpoint cannot be deleted while the template references it
+    assert_error(o.delete(f"checkpoints/{ck['id']}"), 409, "checkpoint_in_use")
+    assert o.get(f"checkpoints/{ck['id']}").status_code == 200
+    # duplicates, built-in names, bad names, cross-org checkpoints, unknown checkpoints
+    assert_error(o.post(f"checkpoints/{ck['id']}/promote", {"template_name": "my-app.v1"}), 409,
+                 "template_exists")
+    assert_error(o.post(f"checkpoints/{ck['id']}/promote", {"template_name": "python-basic"}),
+                 409, "template_exists")
+    for bad in ["", "Upper", "-lead", "a b", "x" * 65, "a/b", "é", 5, None]:
+        assert_error(o.post(f"checkpoints/{ck['id']}/promote", {"template_name": bad}), 422)
+    assert_error(o.post(f"checkpoints/{ck['id']}/promote", {}), 422)
+    assert_error(other.post(f"checkpoints/{ck['id']}/promote", {"template_name": "stolen"}), 404)
+    assert_error(o.post("checkpoints/00000000-0000-4000-8000-000000000000/promote",
+                        {"template_name": "ghost"}), 404)
+    assert_error(o.post("checkpoints/not-a-uuid/promote", {"template_name": "ghost"}), 404)
+    # another org may use the same name for its own checkpoint
+    sid_b = other.new_sandbox()
+    ck_b = other.checkpoint(sid_b, "theirs")
+    assert other.post(f"checkpoints/{ck_b['id']}/promote",
+                      {"template_name": "my-app.v1"}).status_code == 201
+    assert_error(o.delete("templates/base"), 409)
+    assert_error(other.delete(f"checkpoints/{ck_b['id']}"), 409)
+
+    # deleting the template frees the checkpoint; the template is gone for creates
+    assert_error(other.delete("templates/nope"), 404)
+    assert o.delete("templates/my-app.v1").status_code == 200
+    assert_error(o.get("templates/my-app.v1"), 404)
+    assert_error(o.sb.create_raw({"template": "my-app.v1"}), 400, "unknown_template")
+    assert other.get("templates/my-app.v1").status_code == 200
+    assert o.delete(f"checkpoints/{ck['id']}").status_code == 200
+
+
+def test_promote_is_audited_and_documented(ck_orgs):
+    import yaml
+
+    from ckpthelpers import REPO
+    o, _ = ck_orgs
+    sid = o.new_sandbox()
+    ck = o.checkpoint(sid, "a")
+    assert o.post(f"checkpoints/{ck['id']}/promote", {"template_name": "audited"}).status_code \
+        == 201
+    acts = [e["action"] for e in o.get("audit", params={"limit": 50}).json()["events"]]
+    assert "template.promote" in acts
+    spec = yaml.safe_load((REPO / "docs/api/openapi.yaml").read_text())
+    assert "post" in spec["paths"]["/api/v1/checkpoints/{id}/promote"]
+    assert "delete" in spec["paths"]["/api/v1/templates/{name}"]
