@@ -81,7 +81,19 @@ fi
 
 # --- pytest (black-box API suites against a real daemon and Postgres) ----------------------
 pg_dir=${SBX_TEST_PG_DIR:-$(sbx_pg_dir pg-test)}
+# The default port, unless another cluster (not ours) already listens there: then any free one.
+pg_port_free() {
+    /usr/bin/python3 -c 'import socket,sys
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try: s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError: sys.exit(1)' "$1"
+}
 pg_port=${SBX_TEST_PG_PORT:-55433}
+if [[ -z ${SBX_TEST_PG_PORT:-} ]] && ! pg_port_free "$pg_port" \
+        && ! grep -qx "$pg_port" <(sed -n 4p "$pg_dir/postmaster.pid" 2>/dev/null); then
+    pg_port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    sbx_log "port 55433 is taken by another cluster; the test Postgres uses $pg_port"
+fi
 pg_started_here=0
 stop_pg() {
     if ((pg_started_here)); then
