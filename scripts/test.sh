@@ -13,6 +13,7 @@
 #   SBX_TEST_FLAVORS   "plain asan" (default) — which builds to test
 #   SBX_PYTEST_ARGS    extra pytest arguments (e.g. "-k register -x")
 #   SBX_SKIP_MESON=1   skip the meson (C) suites; SBX_SKIP_API=1 skip the pytest suites
+#   SBX_SKIP_PACKAGING=1   skip tests/packaging (Containerfile, Helm chart, manifests/)
 #   SBX_TEST_PG_DIR / SBX_TEST_PG_PORT   the test Postgres (.state/pg-test, 55433)
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -182,6 +183,32 @@ if [[ ${SBX_SKIP_API:-0} != 1 && -n ${built[plain]:-} && -d tests/kube-emulator 
         *) [[ -s $xml ]] || failed_steps+=("pytest-kube-emulator (exit $rc)") ;;
     esac
     sbx_log "[$(elapsed)] pytest kube-emulator done (exit $rc)"
+fi
+
+# --- pytest tests/packaging (Containerfile, Helm chart, kustomize base: helm lint/template,
+# schema validation; installs its npm packages itself and fails when it cannot) ---------------
+if [[ ${SBX_SKIP_PACKAGING:-0} != 1 && -n ${built[plain]:-} && -d tests/packaging ]]; then
+    xml=$results/pytest-plain-packaging.xml
+    sbx_log "pytest tests/packaging"
+    if [[ ! -d tests/packaging/node_modules/kubernetes-models ]]; then
+        sbx_log "installing the packaging tools (npm ci --prefix tests/packaging)"
+        npm ci --prefix tests/packaging --no-audit --no-fund --loglevel=error >&2 \
+            || sbx_log "npm ci --prefix tests/packaging failed: the packaging tests will fail"
+    fi
+    pto=(); /usr/bin/python3 -c 'import pytest_timeout' 2>/dev/null && pto=(--timeout=300)
+    # shellcheck disable=SC2206
+    pextra=(${SBX_PYTEST_ARGS:-})
+    SANDBOXD_BIN=$SBX_ROOT/build/controller/sandboxd SBX_PACKAGING_BUILD=$SBX_ROOT/build \
+        PYTHONDONTWRITEBYTECODE=1 timeout --kill-after=30 900 \
+        /usr/bin/python3 -m pytest tests/packaging -p no:cacheprovider -rfEs \
+        -o junit_family=xunit2 --junitxml="$xml" "${pto[@]}" "${pextra[@]}"
+    rc=$?
+    case $rc in
+        0) ;;
+        5) sbx_log "pytest collected no tests (packaging)"; rm -f "$xml" ;;
+        *) [[ -s $xml ]] || failed_steps+=("pytest-packaging (exit $rc)") ;;
+    esac
+    sbx_log "[$(elapsed)] pytest packaging done (exit $rc)"
 fi
 
 # --- summary -------------------------------------------------------------------------------
