@@ -548,6 +548,19 @@ API_HANDLER(api_blob_get)
                    "the download link is invalid or has expired");
         return;
     }
+    if (bs->ops->open_read) {
+        /* Streamed from the object file by the event loop (any size, constant memory). */
+        uint64_t size = 0;
+        int fd = bs->ops->open_read(bs, key, &size);
+        if (fd == -ENOENT) {
+            http_error(resp, 404, "not_found", "the object no longer exists");
+            return;
+        }
+        if (fd < 0)
+            return ckpt_store_error(resp, fd, "download");
+        http_body_fd(resp, "application/octet-stream", fd, size);
+        return;
+    }
     struct sbx_blob_info info = { 0 };
     r = bs->ops->head(bs, key, &info);
     if (r == -ENOENT) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "common/json.h"
 #include "controller/validate.h"
@@ -104,8 +105,26 @@ void http_request_free(struct http_request *req)
     sbx_buf_free(&req->body);
 }
 
+void http_body_fd(struct http_response *resp, const char *content_type, int fd, uint64_t len)
+{
+    free(resp->body);
+    resp->body = NULL;
+    resp->body_len = 0;
+    if (resp->body_fd_set)
+        close(resp->body_fd);
+    resp->status = 200;
+    resp->content_type = content_type;
+    resp->body_fd_set = true;
+    resp->body_fd = fd;
+    resp->body_fd_len = len;
+}
+
 void http_response_free(struct http_response *resp)
 {
+    if (resp->body_fd_set) {
+        close(resp->body_fd);
+        resp->body_fd_set = false;
+    }
     free(resp->body);
     free(resp->error_message);
     free(resp->location);

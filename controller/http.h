@@ -86,6 +86,13 @@ struct http_response {
     const char *content_type;  /* static string */
     char *body;                /* owned */
     size_t body_len;
+    /* A file body instead of body (large downloads): an open read-only fd, owned (closed by
+     * http_response_free), of which body_fd_len bytes are sent from its current offset by the
+     * event loop, one read() of at most 64 KiB per WRITEABLE. body_fd_set marks it in use
+     * (0 is a valid fd). Set with http_body_fd(). */
+    bool body_fd_set;
+    int body_fd;
+    uint64_t body_fd_len;
     const char *error_code;    /* set by http_error, for logs/audit */
     char *error_message;       /* owned; set by http_error */
     char *location;            /* optional Location header (owned) */
@@ -110,6 +117,8 @@ void http_error(struct http_response *resp, int status, const char *code, const 
 void http_json(struct http_response *resp, int status, yajl_gen g);
 /* {"success": true} */
 void http_success(struct http_response *resp);
+/* 200 with content_type and the file fd (ownership taken) as the body, len bytes. */
+void http_body_fd(struct http_response *resp, const char *content_type, int fd, uint64_t len);
 /* Sets a raw body (copied). */
 void http_raw(struct http_response *resp, int status, const char *content_type, const char *body,
               size_t len);

@@ -320,6 +320,20 @@ static int fs_get(struct sbx_blobstore *bs, const char *key, int fd, uint64_t *r
     return 0;
 }
 
+static int fs_open_read(struct sbx_blobstore *bs, const char *key, uint64_t *ret_size)
+{
+    struct fs_store *s = FS(bs);
+    if (!sbx_blob_key_valid(key))
+        return -EINVAL;
+    struct stat st;
+    int ofd = open_object(s, key, &st);
+    if (ofd < 0)
+        return ofd;
+    if (ret_size)
+        *ret_size = (uint64_t)st.st_size;
+    return ofd;
+}
+
 static int fs_head(struct sbx_blobstore *bs, const char *key, struct sbx_blob_info *ret)
 {
     struct fs_store *s = FS(bs);
@@ -551,6 +565,7 @@ static const struct sbx_blobstore_ops fs_ops = {
     .del = fs_del,
     .list = fs_list,
     .presign_get = fs_presign_get,
+    .open_read = fs_open_read,
     .free = fs_free,
 };
 

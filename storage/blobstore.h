@@ -58,6 +58,11 @@ struct sbx_blobstore_ops {
      * fs: a daemon URL with an HMAC token, verified by sbx_blobstore_fs_verify). *ret malloc'd. */
     int (*presign_get)(struct sbx_blobstore *bs, const char *key, unsigned expires_s,
                        char **ret);
+    /* Optional (NULL when the backend has no local files; fs only): a read-only fd of the
+     * object (a consistent snapshot: objects are replaced by rename) and its size, for
+     * streaming it without a copy. The stored sha256 is NOT verified on this path. Returns
+     * the fd, or -ENOENT / -EINVAL / -errno. */
+    int (*open_read)(struct sbx_blobstore *bs, const char *key, uint64_t *ret_size);
     void (*free)(struct sbx_blobstore *bs);
 };
 
