@@ -428,20 +428,23 @@ def test_sandbox_pod_spec_golden(npm_tools, tmp_path):
     goldens = sandbox_pod_goldens()
     if not goldens:
         pytest.skip("no sandbox pod golden JSON under tests/ yet (k8s/podspec.c in progress)")
+    npods = 0
     for g in goldens:
         doc = json.load(open(g))
         docs = doc if isinstance(doc, list) else [doc]
-        pods = []
+        objs = []
         for d in docs:
-            if d.get("kind") == "Pod":
-                pods.append(d)
-            elif "containers" in d:      # a bare PodSpec
-                pods.append({"apiVersion": "v1", "kind": "Pod",
+            if d.get("kind"):
+                objs.append(d)       # Pod, NetworkPolicy, … — every object must validate
+            elif "containers" in d:  # a bare PodSpec
+                objs.append({"apiVersion": "v1", "kind": "Pod",
                              "metadata": {"name": "golden"}, "spec": d})
-        assert pods, f"{g}: no Pod or PodSpec"
-        r = validate(npm_tools, "\n---\n".join(json.dumps(p) for p in pods), tmp_path,
+        assert objs, f"{g}: no Kubernetes object or PodSpec"
+        r = validate(npm_tools, "\n---\n".join(json.dumps(o) for o in objs), tmp_path,
                      os.path.basename(g))
         assert r.returncode == 0, f"{g}: {r.stdout}"
+        pods = [o for o in objs if o["kind"] == "Pod"]
+        npods += len(pods)
         for p in pods:
             spec = p["spec"]
             assert spec.get("automountServiceAccountToken") is False, g
@@ -451,6 +454,12 @@ def test_sandbox_pod_spec_golden(npm_tools, tmp_path):
                 sc = c.get("securityContext", {})
                 assert sc.get("allowPrivilegeEscalation") is False, g
                 assert "ALL" in sc.get("capabilities", {}).get("drop", []), g
+                assert sc.get("readOnlyRootFilesystem") is True, g
+            psc = spec.get("securityContext", {})
+            assert psc.get("seccompProfile", {}).get("type") in ("RuntimeDefault", "Localhost") \
+                or all(c.get("securityContext", {}).get("seccompProfile", {}).get("type")
+                       in ("RuntimeDefault", "Localhost") for c in spec["containers"]), g
+    assert npods, f"no sandbox Pod among the goldens {goldens}"
 
 
 # --- Containerfile -------------------------------------------------------------------------------
