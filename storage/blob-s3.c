@@ -145,6 +145,17 @@ static size_t read_cb(char *buf, size_t size, size_t n, void *ud)
     return k;
 }
 
+/* curl rewinds the body when it resends on a new connection (a reused connection that died
+ * mid-body); the body is in memory, so any offset is fine. */
+static int seek_cb(void *ud, curl_off_t offset, int origin)
+{
+    struct s3_upload *u = ud;
+    if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > u->len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    u->off = (size_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
 static size_t write_cb(char *ptr, size_t size, size_t n, void *ud)
 {
     struct s3_resp *r = ud;
@@ -286,6 +297,7 @@ static bool retryable_curl(CURLcode c)
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
     case CURLE_PARTIAL_FILE:
+    case CURLE_SEND_FAIL_REWIND:
     case CURLE_SSL_CONNECT_ERROR:
         return true;
     default:
@@ -421,6 +433,8 @@ static int s3_call(struct s3_store *s, const struct s3_call *c, struct s3_resp *
             curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
             curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
             curl_easy_setopt(h, CURLOPT_READDATA, &up);
+            curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_cb);
+            curl_easy_setopt(h, CURLOPT_SEEKDATA, &up);
             curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)c->blen);
         } else if (strcmp(c->method, "POST") == 0) {
             curl_easy_setopt(h, CURLOPT_POST, 1L);
