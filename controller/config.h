@@ -80,6 +80,12 @@ struct sbx_config {
         bool allow_network;        /* runtime.allow_network */
     } runtime;
     struct {
+        char *kubeconfig;          /* k8s.kubeconfig: "" = in-cluster / $KUBECONFIG */
+        char *namespace;           /* k8s.namespace: "" = the config's */
+        char *image;               /* k8s.image */
+        char *runtime_class;       /* k8s.runtime_class: "" = none */
+    } k8s;
+    struct {
         uint32_t max_cpus;              /* limits.max_cpus (milli-CPUs) */
         uint64_t max_memory;            /* limits.max_memory (bytes) */
         uint32_t default_cpus;          /* limits.default_cpus (milli-CPUs) */

@@ -25,6 +25,7 @@
 #include "controller/webhooks.h"
 #include "controller/ratelimit.h"
 #include "controller/server.h"
+#include "k8s/k8s-runtime.h"
 #include "runtime/local.h"
 #include "storage/blobstore.h"
 #include "storage/db.h"
@@ -64,7 +65,8 @@ static int mkdir_parents(const char *path)
 static void start_runtime(struct app *app)
 {
     const struct sbx_config *cfg = &app->cfg;
-    if (strcmp(cfg->runtime.kind, "local") != 0) {
+    bool k8s = strcmp(cfg->runtime.kind, "k8s") == 0;
+    if (!k8s && strcmp(cfg->runtime.kind, "local") != 0) {
         snprintf(app->runtime_error, sizeof(app->runtime_error),
                  "runtime kind '%s' is not available in this build", cfg->runtime.kind);
         log_error("sandbox runtime unavailable: %s", app->runtime_error);
@@ -88,6 +90,29 @@ static void start_runtime(struct app *app)
         snprintf(abs_state, sizeof(abs_state), "%s", cfg->state_dir);
     sbx_sha256_hex(abs_state, strlen(abs_state), hash);
     snprintf(app->instance, sizeof(app->instance), "%s-%.8s", cfg->runtime.cgroup_prefix, hash);
+    if (k8s) {
+        /* Kubernetes backend (docs/internals/K8S-RUNTIME.md): one pod per sandbox. */
+        struct k8s_runtime_config kc = {
+            .kubeconfig = cfg->k8s.kubeconfig,
+            .ns = cfg->k8s.namespace,
+            .image = cfg->k8s.image,
+            .runtime_class = cfg->k8s.runtime_class,
+            .timeout_s = cfg->limits.max_timeout,
+        };
+        char kerr[256] = "";
+        int kr = k8s_runtime_start(&kc, &app->rt, kerr, sizeof(kerr));
+        if (kr < 0) {
+            app->rt = NULL;
+            snprintf(app->runtime_error, sizeof(app->runtime_error), "%s", kerr);
+            log_error("sandbox runtime unavailable (sandbox endpoints will answer 503): %s", kerr);
+            return;
+        }
+        if (kerr[0])
+            log_warn("sandbox runtime started with reduced features: %s", kerr);
+        else
+            log_info("sandbox runtime started: kubernetes");
+        return;
+    }
     struct rt_local_config rc = {
         .state_dir = cfg->state_dir,
         .init_path = init,

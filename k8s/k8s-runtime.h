@@ -1,0 +1,37 @@
+/*
+ * k8s-runtime.h — the Kubernetes runtime backend (struct sbx_runtime_ops, runtime/runtime.h):
+ * one pod per sandbox, exec and files through pods/exec. See docs/internals/K8S-RUNTIME.md.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/runtime.h"
+
+struct k8s_runtime_config {
+    const char *kubeconfig;     /* NULL/"" = in-cluster if KUBERNETES_SERVICE_HOST, else $KUBECONFIG */
+    const char *ns;             /* NULL/"" = the config's namespace */
+    const char *image;          /* sandbox image (needs sh, tar, find, readlink, sha256sum) */
+    const char *runtime_class;  /* NULL/"" = none */
+    uint32_t uid;               /* 0 = 10001 */
+    uint64_t timeout_s;         /* activeDeadlineSeconds safety net; 0 = none */
+    bool allow_private_egress;  /* NetworkPolicy: allow RFC 1918 egress for network sandboxes */
+};
+
+/* Connects, ensures the NetworkPolicies (a failure there is a warning in err), starts the pod
+ * watch and waits for its first list. Blocking. Must run before worker threads need it; it
+ * starts threads itself (no fork happens in this backend). */
+int k8s_runtime_start(const struct k8s_runtime_config *c, struct sbx_runtime **ret, char *err,
+                      size_t errlen);
+
+/* Typed reason of the sandbox's pod as the watch saw it: "image_pull", "oom", "evicted",
+ * "deleted" (the pod disappeared without our delete), "timeout" (activeDeadlineSeconds),
+ * "failed"; "" while healthy or unknown. Copies into buf. Thread-safe. */
+void k8s_runtime_reason(struct sbx_runtime *rt, const char *id, char *buf, size_t len);
+
+/* Called from the watch thread whenever a sandbox's observed state changes (for a
+ * watch-driven reconciler). Must not block. */
+typedef void (*k8s_runtime_event_cb)(const char *id, enum sbx_state st, const char *reason,
+                                     void *userdata);
+void k8s_runtime_set_callback(struct sbx_runtime *rt, k8s_runtime_event_cb cb, void *userdata);

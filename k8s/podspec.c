@@ -1,0 +1,362 @@
+/*
+ * podspec.c — sandbox Pod and NetworkPolicy JSON. See podspec.h.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/crypto.h"
+#include "common/json.h"
+#include "k8s/podspec.h"
+
+static bool id_ok(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+int k8s_pod_name(const char *sandbox_id, char out[K8S_POD_NAME_MAX])
+{
+    if (!id_ok(sandbox_id))
+        return -EINVAL;
+    char s[80];
+    size_t n = strlen(sandbox_id);
+    bool lossless = true;
+    for (size_t i = 0; i < n; i++) {
+        char c = sandbox_id[i];
+        if (c >= 'A' && c <= 'Z') {
+            c = (char)(c - 'A' + 'a');
+            lossless = false;
+        } else if (c == '_') {
+            c = '-';
+            lossless = false;
+        }
+        s[i] = c;
+    }
+    s[n] = 0;
+    if (s[n - 1] == '-')
+        lossless = false; /* must end alphanumeric: the hash suffix does */
+    if (lossless) {
+        snprintf(out, K8S_POD_NAME_MAX, "sbx-%s", s);
+    } else {
+        char hex[SBX_SHA256_HEX_LEN + 1];
+        sbx_sha256_hex(sandbox_id, n, hex);
+        snprintf(out, K8S_POD_NAME_MAX, "sbx-%s-%.8s", s, hex);
+    }
+    return 0;
+}
+
+/* A label value: ≤ 63, [A-Za-z0-9_.-], alphanumeric at both ends. */
+static bool label_value_ok(const char *v)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > 63)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        bool an = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!an && c != '_' && c != '-' && c != '.')
+            return false;
+        if (!an && (i == 0 || i == n - 1))
+            return false;
+    }
+    return true;
+}
+
+static void kquantity(yajl_gen g, const char *k, uint64_t v)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%" PRIu64, v);
+    sbx_jgen_kstr(g, k, b);
+}
+
+static void resources(yajl_gen g, const struct k8s_pod_opts *o, uint64_t ws, uint64_t tmp)
+{
+    char cpu[32];
+    snprintf(cpu, sizeof cpu, "%um", o->cpus_milli);
+    sbx_jgen_key(g, "resources");
+    yajl_gen_map_open(g);
+    const char *which[] = { "limits", "requests" };
+    for (int i = 0; i < 2; i++) {
+        sbx_jgen_key(g, which[i]);
+        yajl_gen_map_open(g);
+        if (o->cpus_milli)
+            sbx_jgen_kstr(g, "cpu", cpu);
+        kquantity(g, "ephemeral-storage", ws + tmp);
+        if (o->memory_bytes)
+            kquantity(g, "memory", o->memory_bytes);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_map_close(g);
+}
+
+static void volume(yajl_gen g, const char *name, uint64_t size)
+{
+    yajl_gen_map_open(g);
+    sbx_jgen_key(g, "emptyDir");
+    yajl_gen_map_open(g);
+    kquantity(g, "sizeLimit", size);
+    yajl_gen_map_close(g);
+    sbx_jgen_kstr(g, "name", name);
+    yajl_gen_map_close(g);
+}
+
+static void mount(yajl_gen g, const char *name, const char *path)
+{
+    yajl_gen_map_open(g);
+    sbx_jgen_kstr(g, "mountPath", path);
+    sbx_jgen_kstr(g, "name", name);
+    yajl_gen_map_close(g);
+}
+
+int k8s_podspec_pod(const struct k8s_pod_opts *o, char **ret, size_t *ret_len)
+{
+    char name[K8S_POD_NAME_MAX];
+    if (!o || !o->image || !o->image[0] || k8s_pod_name(o->sandbox_id, name) < 0)
+        return -EINVAL;
+    if (o->org_id && !label_value_ok(o->org_id))
+        return -EINVAL;
+    uint32_t uid = o->uid ? o->uid : 10001;
+    uint64_t ws = o->workspace_bytes ? o->workspace_bytes : 1ULL << 30;
+    uint64_t tmp = o->tmp_bytes ? o->tmp_bytes : 256ULL << 20;
+    for (size_t i = 0; o->env && o->env[i]; i++)
+        if (!strchr(o->env[i], '=') || o->env[i][0] == '=')
+            return -EINVAL;
+    for (size_t i = 0; o->node_selector && o->node_selector[i]; i++)
+        if (!strchr(o->node_selector[i], '=') || o->node_selector[i][0] == '=')
+            return -EINVAL;
+
+    _cleanup_jgen_ yajl_gen g = sbx_jgen_new();
+    yajl_gen_map_open(g);
+    sbx_jgen_kstr(g, "apiVersion", "v1");
+    sbx_jgen_kstr(g, "kind", "Pod");
+    sbx_jgen_key(g, "metadata");
+    yajl_gen_map_open(g);
+    sbx_jgen_key(g, "annotations");
+    yajl_gen_map_open(g);
+    sbx_jgen_kstr(g, K8S_ANNOTATION_SANDBOX, o->sandbox_id);
+    yajl_gen_map_close(g);
+    sbx_jgen_key(g, "labels");
+    yajl_gen_map_open(g);
+    sbx_jgen_kstr(g, K8S_LABEL_APP, K8S_APP_VALUE);
+    if (o->network)
+        sbx_jgen_kstr(g, K8S_LABEL_NETWORK, "egress");
+    if (o->org_id)
+        sbx_jgen_kstr(g, K8S_LABEL_ORG, o->org_id);
+    /* the label holds the id when it is a valid label value, else the pod name's suffix */
+    sbx_jgen_kstr(g, K8S_LABEL_SANDBOX, label_value_ok(o->sandbox_id) ? o->sandbox_id : name + 4);
+    yajl_gen_map_close(g);
+    sbx_jgen_kstr(g, "name", name);
+    yajl_gen_map_close(g);
+
+    sbx_jgen_key(g, "spec");
+    yajl_gen_map_open(g);
+    if (o->timeout_s)
+        sbx_jgen_kint(g, "activeDeadlineSeconds", (long long)o->timeout_s);
+    sbx_jgen_kbool(g, "automountServiceAccountToken", false);
+    sbx_jgen_key(g, "containers");
+    yajl_gen_array_open(g);
+    yajl_gen_map_open(g);
+    sbx_jgen_key(g, "command");
+    yajl_gen_array_open(g);
+    sbx_jgen_str(g, "sleep");
+    sbx_jgen_str(g, "infinity");
+    yajl_gen_array_close(g);
+    if (o->env && o->env[0]) {
+        sbx_jgen_key(g, "env");
+        yajl_gen_array_open(g);
+        for (size_t i = 0; o->env[i]; i++) {
+            const char *eq = strchr(o->env[i], '=');
+            yajl_gen_map_open(g);
+            sbx_jgen_key(g, "name");
+            sbx_jgen_strn(g, o->env[i], (size_t)(eq - o->env[i]));
+            sbx_jgen_kstr(g, "value", eq + 1);
+            yajl_gen_map_close(g);
+        }
+        yajl_gen_array_close(g);
+    }
+    sbx_jgen_kstr(g, "image", o->image);
+    sbx_jgen_kstr(g, "imagePullPolicy", "IfNotPresent");
+    sbx_jgen_kstr(g, "name", K8S_CONTAINER_NAME);
+    resources(g, o, ws, tmp);
+    sbx_jgen_key(g, "securityContext");
+    yajl_gen_map_open(g);
+    sbx_jgen_kbool(g, "allowPrivilegeEscalation", false);
+    sbx_jgen_key(g, "capabilities");
+    yajl_gen_map_open(g);
+    sbx_jgen_key(g, "drop");
+    yajl_gen_array_open(g);
+    sbx_jgen_str(g, "ALL");
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+    sbx_jgen_kbool(g, "privileged", false);
+    sbx_jgen_kbool(g, "readOnlyRootFilesystem", true);
+    sbx_jgen_kbool(g, "runAsNonRoot", true);
+    sbx_jgen_kint(g, "runAsUser", uid);
+    yajl_gen_map_close(g);
+    sbx_jgen_key(g, "volumeMounts");
+    yajl_gen_array_open(g);
+    mount(g, "workspace", "/workspace");
+    mount(g, "tmp", "/tmp");
+    yajl_gen_array_close(g);
+    sbx_jgen_kstr(g, "workingDir", "/workspace");
+    yajl_gen_map_close(g);
+    yajl_gen_array_close(g);
+    sbx_jgen_kbool(g, "enableServiceLinks", false);
+    sbx_jgen_kbool(g, "hostIPC", false);
+    sbx_jgen_kbool(g, "hostNetwork", false);
+    sbx_jgen_kbool(g, "hostPID", false);
+    if (o->node_selector && o->node_selector[0]) {
+        sbx_jgen_key(g, "nodeSelector");
+        yajl_gen_map_open(g);
+        for (size_t i = 0; o->node_selector[i]; i++) {
+            const char *eq = strchr(o->node_selector[i], '=');
+            sbx_jgen_strn(g, o->node_selector[i], (size_t)(eq - o->node_selector[i]));
+            sbx_jgen_str(g, eq + 1);
+        }
+        yajl_gen_map_close(g);
+    }
+    sbx_jgen_kstr(g, "restartPolicy", "Never");
+    if (o->runtime_class && o->runtime_class[0])
+        sbx_jgen_kstr(g, "runtimeClassName", o->runtime_class);
+    sbx_jgen_key(g, "securityContext");
+    yajl_gen_map_open(g);
+    sbx_jgen_kint(g, "fsGroup", uid);
+    sbx_jgen_kint(g, "runAsGroup", uid);
+    sbx_jgen_kbool(g, "runAsNonRoot", true);
+    sbx_jgen_kint(g, "runAsUser", uid);
+    sbx_jgen_key(g, "seccompProfile");
+    yajl_gen_map_open(g);
+    sbx_jgen_kstr(g, "type", "RuntimeDefault");
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    sbx_jgen_kint(g, "terminationGracePeriodSeconds", 5);
+    if (o->n_tolerations) {
+        sbx_jgen_key(g, "tolerations");
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < o->n_tolerations; i++) {
+            const struct k8s_toleration *t = &o->tolerations[i];
+            yajl_gen_map_open(g);
+            if (t->effect)
+                sbx_jgen_kstr(g, "effect", t->effect);
+            if (t->key)
+                sbx_jgen_kstr(g, "key", t->key);
+            if (t->op)
+                sbx_jgen_kstr(g, "operator", t->op);
+            if (t->value)
+                sbx_jgen_kstr(g, "value", t->value);
+            yajl_gen_map_close(g);
+        }
+        yajl_gen_array_close(g);
+    }
+    sbx_jgen_key(g, "volumes");
+    yajl_gen_array_open(g);
+    volume(g, "workspace", ws);
+    volume(g, "tmp", tmp);
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    *ret = sbx_jgen_take(g, ret_len);
+    return 0;
+}
+
+static void netpol_head(yajl_gen g, const char *name, bool egress_label)
+{
+    yajl_gen_map_open(g);
+    sbx_jgen_kstr(g, "apiVersion", "networking.k8s.io/v1");
+    sbx_jgen_kstr(g, "kind", "NetworkPolicy");
+    sbx_jgen_key(g, "metadata");
+    yajl_gen_map_open(g);
+    sbx_jgen_key(g, "labels");
+    yajl_gen_map_open(g);
+    sbx_jgen_kstr(g, K8S_LABEL_APP, K8S_APP_VALUE);
+    yajl_gen_map_close(g);
+    sbx_jgen_kstr(g, "name", name);
+    yajl_gen_map_close(g);
+    sbx_jgen_key(g, "spec");
+    yajl_gen_map_open(g);
+    sbx_jgen_key(g, "podSelector");
+    yajl_gen_map_open(g);
+    sbx_jgen_key(g, "matchLabels");
+    yajl_gen_map_open(g);
+    sbx_jgen_kstr(g, K8S_LABEL_APP, K8S_APP_VALUE);
+    if (egress_label)
+        sbx_jgen_kstr(g, K8S_LABEL_NETWORK, "egress");
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+}
+
+int k8s_podspec_netpol_deny(char **ret, size_t *ret_len)
+{
+    _cleanup_jgen_ yajl_gen g = sbx_jgen_new();
+    netpol_head(g, K8S_NETPOL_DENY, false);
+    sbx_jgen_key(g, "egress");
+    yajl_gen_array_open(g);
+    yajl_gen_array_close(g);
+    sbx_jgen_key(g, "ingress");
+    yajl_gen_array_open(g);
+    yajl_gen_array_close(g);
+    sbx_jgen_key(g, "policyTypes");
+    yajl_gen_array_open(g);
+    sbx_jgen_str(g, "Ingress");
+    sbx_jgen_str(g, "Egress");
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    *ret = sbx_jgen_take(g, ret_len);
+    return 0;
+}
+
+static void ipblock(yajl_gen g, const char *cidr, const char *const *except)
+{
+    yajl_gen_map_open(g);
+    sbx_jgen_key(g, "ipBlock");
+    yajl_gen_map_open(g);
+    sbx_jgen_kstr(g, "cidr", cidr);
+    sbx_jgen_key(g, "except");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; except[i]; i++)
+        sbx_jgen_str(g, except[i]);
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+}
+
+int k8s_podspec_netpol_egress(bool allow_private, char **ret, size_t *ret_len)
+{
+    static const char *const v4_strict[] = { "10.0.0.0/8",     "100.64.0.0/10", "127.0.0.0/8",
+                                             "169.254.0.0/16", "172.16.0.0/12",
+                                             "192.168.0.0/16", NULL };
+    static const char *const v4_meta[] = { "169.254.0.0/16", NULL };
+    static const char *const v6_strict[] = { "::1/128", "fc00::/7", "fe80::/10", NULL };
+    static const char *const v6_meta[] = { "fd00:ec2::254/128", "fe80::/10", NULL };
+    _cleanup_jgen_ yajl_gen g = sbx_jgen_new();
+    netpol_head(g, K8S_NETPOL_EGRESS, true);
+    sbx_jgen_key(g, "egress");
+    yajl_gen_array_open(g);
+    yajl_gen_map_open(g);
+    sbx_jgen_key(g, "to");
+    yajl_gen_array_open(g);
+    ipblock(g, "0.0.0.0/0", allow_private ? v4_meta : v4_strict);
+    ipblock(g, "::/0", allow_private ? v6_meta : v6_strict);
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+    yajl_gen_array_close(g);
+    sbx_jgen_key(g, "policyTypes");
+    yajl_gen_array_open(g);
+    sbx_jgen_str(g, "Egress");
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    *ret = sbx_jgen_take(g, ret_len);
+    return 0;
+}
