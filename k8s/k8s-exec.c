@@ -83,6 +83,7 @@ struct xpriv {
 
     /* under mu */
     enum xstate state;
+    bool established;                  /* the handshake completed (even if closed since) */
     int proto;                         /* 5 or 4 */
     struct xq to_ws;                   /* stdin bytes for the socket */
     bool stdin_eof, stdin_eof_sent;
@@ -193,6 +194,7 @@ static int cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         pthread_mutex_lock(&x->mu);
         x->state = XS_ESTABLISHED;
+        x->established = true;
         if (x->resize_pending || x->to_ws.len || x->stdin_eof)
             lws_callback_on_writable(wsi);
         pthread_cond_broadcast(&x->cond);
@@ -310,7 +312,7 @@ static void *svc_main(void *u)
     struct xpriv *x = u;
     for (;;) {
         pthread_mutex_lock(&x->mu);
-        bool end = x->stop || x->finished;
+        bool end = x->stop || x->finished || x->timed_out;
         if (!end && x->deadline_ms && sbx_now_ms() >= x->deadline_ms) {
             x->timed_out = true;
             end = true;
@@ -382,7 +384,20 @@ static void *pump_main(void *u)
             { .fd = out_p ? x->out_fd : -1, .events = POLLOUT },
             { .fd = err_p ? x->err_fd : -1, .events = POLLOUT },
         };
-        if (poll(p, 4, 1000) < 0 && errno != EINTR)
+        int tmo = 1000;
+        if (x->deadline_ms && !finished) {
+            uint64_t now = sbx_now_ms();
+            if (now >= x->deadline_ms) {
+                /* lws_service() may sleep until network activity: wake it to end the exec */
+                pthread_mutex_lock(&x->mu);
+                x->timed_out = true;
+                pthread_mutex_unlock(&x->mu);
+                lws_cancel_service(x->ctx);
+                tmo = 50;
+            } else
+                tmo = (int)MIN(x->deadline_ms - now, (uint64_t)1000);
+        }
+        if (poll(p, 4, tmo) < 0 && errno != EINTR)
             break;
         if (p[0].revents) {
             uint64_t v;
@@ -706,7 +721,7 @@ int k8s_exec_start(struct k8s_client *c, const struct k8s_exec_opts *o, struct k
         if (sbx_now_ms() >= until)
             break;
     }
-    bool ok = x->state == XS_ESTABLISHED;
+    bool ok = x->established;
     if (!ok) {
         if (x->failed)
             *err = x->ferr;

@@ -54,8 +54,8 @@ int k8s_watch_parse_line(const char *line, size_t len, struct k8s_watch_event *e
     else if (!strcmp(t, "ERROR"))
         wt = K8S_WATCH_ERROR;
     else {
-        yajl_tree_free(v);
         snprintf(err, errlen, "unknown watch event type \"%.40s\"", t);
+        yajl_tree_free(v);
         return -EINVAL;
     }
     memset(ev, 0, sizeof *ev);

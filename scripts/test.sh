@@ -185,6 +185,27 @@ if [[ ${SBX_SKIP_API:-0} != 1 && -n ${built[plain]:-} && -d tests/kube-emulator 
     sbx_log "[$(elapsed)] pytest kube-emulator done (exit $rc)"
 fi
 
+# --- pytest tests/k8s (the C Kubernetes client k8s/ through k8s/k8sctl against the emulator;
+# needs build/k8s/k8sctl and build/runtime/rtctl from the plain build) --------------------------
+if [[ ${SBX_SKIP_API:-0} != 1 && -n ${built[plain]:-} && -d tests/k8s ]]; then
+    xml=$results/pytest-plain-k8s.xml
+    sbx_log "pytest tests/k8s (k8sctl: build/k8s/k8sctl)"
+    kto=(); /usr/bin/python3 -c 'import pytest_timeout' 2>/dev/null && kto=(--timeout=120)
+    # shellcheck disable=SC2206
+    kextra=(${SBX_PYTEST_ARGS:-})
+    K8SCTL=$SBX_ROOT/build/k8s/k8sctl KUBE_EMULATOR_RTCTL=$SBX_ROOT/build/runtime/rtctl \
+        PYTHONDONTWRITEBYTECODE=1 timeout --kill-after=30 400 \
+        /usr/bin/python3 -m pytest tests/k8s -p no:cacheprovider -rfEsx \
+        -o junit_family=xunit2 --junitxml="$xml" "${kto[@]}" "${kextra[@]}"
+    rc=$?
+    case $rc in
+        0) ;;
+        5) sbx_log "pytest collected no tests (k8s)"; rm -f "$xml" ;;
+        *) [[ -s $xml ]] || failed_steps+=("pytest-k8s (exit $rc)") ;;
+    esac
+    sbx_log "[$(elapsed)] pytest k8s done (exit $rc)"
+fi
+
 # --- pytest tests/packaging (Containerfile, Helm chart, kustomize base: helm lint/template,
 # schema validation; installs its npm packages itself and fails when it cannot) ---------------
 if [[ ${SBX_SKIP_PACKAGING:-0} != 1 && -n ${built[plain]:-} && -d tests/packaging ]]; then
