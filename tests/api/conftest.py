@@ -16,6 +16,7 @@ Per session:
 Helpers for tests live in apihelpers.py (auth(), unique names, envelope checks).
 """
 import ctypes
+import hashlib
 import json
 import os
 import shutil
@@ -540,8 +541,45 @@ def pytest_runtest_makereport(item, call):
                 rep.sections.append((f"{d.name} exited", d.tail()))
 
 
+def reap_sandboxes(state_dir):
+    """Kills every sandbox a daemon left running (sandboxes outlive their daemon by design) and
+    removes its cgroups: the daemon's instance is runtime.cgroup_prefix + 8 hex of
+    sha256(absolute state dir)."""
+    h = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:8]
+    roots = [p / f"sandboxd-{h}" for p in Path("/sys/fs/cgroup").iterdir()
+             if (p / f"sandboxd-{h}").is_dir()]
+    for _ in range(50):
+        left = 0
+        for root in roots:
+            for d in [x for x in root.iterdir() if x.is_dir()]:
+                try:
+                    pids = [int(x) for x in (d / "cgroup.procs").read_text().split()]
+                except OSError:
+                    pids = []
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    d.rmdir()
+                except OSError:
+                    left += 1
+        if not left:
+            break
+        time.sleep(0.1)
+    for root in roots:
+        try:
+            root.rmdir()
+        except OSError:
+            pass
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
-    # Safety net after the fixtures' own (checked) shutdown: nothing outlives the session.
+    # Safety net after the fixtures' own (checked) shutdown: nothing outlives the session,
+    # neither the daemons nor the sandboxes they leave running.
     for d in _DAEMONS:
         d.kill()
+    for d in _DAEMONS:
+        reap_sandboxes(d.state_dir)
