@@ -89,8 +89,8 @@ static int read_pidfile(struct local *l, const char *id, pid_t *pid, uint64_t *s
 /* pidfd of the verified live init, or -ENOENT */
 static int open_init(struct local *l, const char *id, pid_t *ret_pid)
 {
-    pid_t pid;
-    uint64_t st, now;
+    pid_t pid = 0;
+    uint64_t st = 0, now = 0;
     int r = read_pidfile(l, id, &pid, &st);
     if (r < 0)
         return -ENOENT;
