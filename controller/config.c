@@ -167,6 +167,14 @@ static const struct sbx_config_key schema[] = {
         .doc = "How often expired sandboxes are looked for."),
     DUR("reconciler.interval", reconciler.interval, "5s", 1, HOUR,
         .doc = "How often desired and actual sandbox state are compared."),
+    BOOL("leader.enabled", leader.enabled, "false",
+         .doc = "Elect one leader through a Lease (`k8s.*`); only it runs the background loops."),
+    STR("leader.lease_name", leader.lease_name, "sandboxd-leader", 1,
+        .doc = "Name of the coordination.k8s.io/v1 Lease (namespace: `k8s.namespace`)."),
+    DUR("leader.lease_duration", leader.lease_duration, "15s", 2, HOUR,
+        .doc = "A leader that has not renewed for this long may be replaced."),
+    DUR("leader.renew_interval", leader.renew_interval, "5s", 1, HOUR,
+        .doc = "How often the leader renews (and a follower retries); below the duration."),
     SIZE("checkpoints.max_workspace_bytes", checkpoints.max_workspace_bytes, "1Gi", 1, 16 * TiB,
          .doc = "Most file bytes one checkpoint may hold (413 `workspace_too_large`)."),
     UINT("checkpoints.max_files", checkpoints.max_files, "100000", 1, 10000000,
@@ -1040,6 +1048,10 @@ static int validate(const struct sbx_config *cfg, const char *name, char *err, s
         what = "limits.default_timeout", limit = "limits.max_timeout";
         sbx_config_format_duration(cfg->limits.default_timeout, a, sizeof(a));
         sbx_config_format_duration(cfg->limits.max_timeout, b, sizeof(b));
+    } else if (cfg->leader.renew_interval > cfg->leader.lease_duration) {
+        what = "leader.renew_interval", limit = "leader.lease_duration";
+        sbx_config_format_duration(cfg->leader.renew_interval, a, sizeof(a));
+        sbx_config_format_duration(cfg->leader.lease_duration, b, sizeof(b));
     }
     if (!what)
         return 0;

@@ -105,6 +105,12 @@ struct sbx_config {
         uint64_t interval; /* reconciler.interval (seconds) */
     } reconciler;
     struct {
+        bool enabled;            /* leader.enabled */
+        char *lease_name;        /* leader.lease_name */
+        uint64_t lease_duration; /* leader.lease_duration (seconds) */
+        uint64_t renew_interval; /* leader.renew_interval (seconds) */
+    } leader;
+    struct {
         uint64_t max_workspace_bytes; /* checkpoints.max_workspace_bytes (bytes) */
         uint32_t max_files;           /* checkpoints.max_files */
         uint64_t org_quota_bytes;     /* checkpoints.org_quota_bytes (bytes) */

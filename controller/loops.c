@@ -33,6 +33,7 @@
 #include "controller/app.h"
 #include "controller/checkpoint.h"
 #include "controller/events.h"
+#include "controller/leader.h"
 #include "controller/sandbox.h"
 #include "controller/testmode.h"
 #include "runtime/runtime.h"
@@ -71,6 +72,7 @@ static struct db *connect_db(struct app *app, const char *who)
         log_warn("%s: database unavailable: %s", who, err);
         return NULL;
     }
+    leader_attach(db); /* every transaction of the loops is fenced (leader.h) */
     return db;
 }
 
@@ -117,8 +119,8 @@ static void *reaper_main(void *arg)
     do {
         if (!db)
             db = connect_db(app, "reaper");
-        if (!db)
-            continue;
+        if (!db || !leader_is_leader())
+            continue; /* only the leader runs the loops (leader.h) */
         reap_expired(app, db);
         testmode_reap(app, db); /* test tenants, test-data retention, limit tables (2 s) */
         if (sbx_now_ms() - last_ckpt >= CKPT_REAP_EVERY_S * 1000) {
@@ -250,7 +252,7 @@ static void *reconciler_main(void *arg)
     do {
         if (!db)
             db = connect_db(app, "reconciler");
-        if (db)
+        if (db && leader_is_leader())
             reconcile_once(app, db);
     } while (nap(app->cfg.reconciler.interval));
     db_close(db);

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "controller/app.h"
 #include "controller/events.h"
+#include "controller/leader.h"
 #include "controller/loops.h"
 #include "controller/secrets.h"
 #include "controller/templates.h"
@@ -225,7 +226,8 @@ int main(int argc, char **argv)
     events_set_instance(app.instance);
     if ((r = secrets_init(&app.cfg, err, sizeof(err))) < 0 ||
         (r = webhooks_init(&app.cfg, err, sizeof(err))) < 0 ||
-        (r = templates_init(&app.cfg, err, sizeof(err))) < 0) {
+        (r = templates_init(&app.cfg, err, sizeof(err))) < 0 ||
+        (r = leader_init(&app, err, sizeof(err))) < 0) {
         log_error("start-up failed: %s", err);
         sbx_config_free(&app.cfg);
         return 1;
@@ -263,6 +265,7 @@ int main(int argc, char **argv)
     snprintf(url, sizeof(url), "http://%s:%u", app.cfg.listen.address, server_port(srv));
     f[0].v.s = url;
     sbx_log_fields(SBX_LOG_INFO, "sandboxd listening", f, ARRAY_SIZE(f));
+    leader_start(&app); /* the loops below act only while leader (always, when disabled) */
     loops_start(&app);
     webhooks_start(&app);
     ratelimit_start(&app);
@@ -271,6 +274,7 @@ int main(int argc, char **argv)
     running_server = NULL;
     loops_stop();
     webhooks_stop();
+    leader_stop(); /* after the loops: releases the Lease for a quick hand-over */
     server_free(srv);
     ratelimit_stop(); /* after the workers: merges what they consumed */
     if (app.rt)

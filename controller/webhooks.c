@@ -35,6 +35,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "controller/app.h"
+#include "controller/leader.h"
 #include "controller/netaddr.h"
 #include "controller/pgjson.h"
 #include "controller/sandbox.h"
@@ -666,11 +667,15 @@ static void *dispatcher_main(void *arg)
     struct db *db = NULL;
     char err[256];
     do {
-        if (!db && db_open(app->cfg.database.url, &db, err, sizeof(err)) < 0) {
+        if (!db && db_open(app->cfg.database.url, &db, err, sizeof(err)) == 0)
+            leader_attach(db); /* every dispatcher transaction is fenced */
+        if (!db) {
             log_error("webhook dispatcher: database unavailable: %s", err);
             db = NULL;
             continue;
         }
+        if (!leader_is_leader())
+            continue; /* only the leader dispatches (leader.h) */
         int r = fan_out(app, db);
         int n = r >= 0 ? deliver_due(app, db) : r;
         if (r < 0 || n < 0)

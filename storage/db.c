@@ -228,7 +228,24 @@ int db_begin(struct db *db, const char *org_id)
     }
     db->in_tx = true;
     db->tx_error = 0;
+    if (db->begin_hook && !db->in_hook) {
+        db->in_hook = true;
+        r = db->begin_hook(db, db->begin_hook_arg);
+        db->in_hook = false;
+        if (r < 0) {
+            db_rollback(db);
+            return r;
+        }
+    }
     return 0;
+}
+
+void db_set_begin_hook(struct db *db, db_begin_hook_t hook, void *arg)
+{
+    if (!db)
+        return;
+    db->begin_hook = hook;
+    db->begin_hook_arg = arg;
 }
 
 void db_rollback(struct db *db)
@@ -276,6 +293,22 @@ int db_query(struct db *db, const char *sql, int nparams, const char *const *par
         return -EINVAL;
     if (db->in_tx && db->tx_error)
         return db->tx_error; /* aborted transaction: don't bother the server */
+    if (!db->in_tx && db->begin_hook && !db->in_hook) {
+        /* a hooked connection runs every statement in a checked transaction */
+        r = db_begin(db, NULL);
+        if (r < 0)
+            return r;
+        PGresult *res = NULL;
+        r = db_query(db, sql, nparams, params, ret ? &res : NULL);
+        int c = db_commit(db);
+        if (r >= 0 && c < 0)
+            r = c;
+        if (r >= 0 && ret)
+            *ret = res;
+        else
+            PQclear(res);
+        return r;
+    }
     if (!db->in_tx) {
         r = db_ensure_connected(db);
         if (r < 0)

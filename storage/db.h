@@ -74,6 +74,14 @@ bool db_in_transaction(const struct db *db);
 int db_query(struct db *db, const char *sql, int nparams, const char *const *params,
              PGresult **ret);
 
+/* A check run inside every transaction this connection opens, right after BEGIN (the leader
+ * fence, controller/leader.h). It may db_query; a negative return rolls the transaction back
+ * and db_begin returns it. While a hook is set, a db_query outside a transaction runs in its
+ * own db_begin(db, NULL) … db_commit, so the hook guards autocommit statements too.
+ * hook NULL removes it. */
+typedef int (*db_begin_hook_t)(struct db *db, void *arg);
+void db_set_begin_hook(struct db *db, db_begin_hook_t hook, void *arg);
+
 /* SELECT 1 round trip; reconnects if needed. false if the server is unreachable. */
 bool db_ping(struct db *db);
 

@@ -12,6 +12,9 @@ struct db {
     bool in_tx;
     int tx_error;           /* first error inside the open transaction, 0 if none */
     struct db_error err;
+    db_begin_hook_t begin_hook; /* db_set_begin_hook(); NULL = none */
+    void *begin_hook_arg;
+    bool in_hook;
 };
 
 /* Records the error carried by res (or the connection's, if res is NULL) and returns the

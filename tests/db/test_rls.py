@@ -15,7 +15,10 @@ from conftest import PG, SQL_DIR, free_port, run
 
 # Tables that deliberately have no org_id (and so no tenant policy). A new global table must be
 # added here consciously, with a reason.
-NON_TENANT_TABLES = {"schema_migrations"}  # migration bookkeeping, written only by the owner
+NON_TENANT_TABLES = {
+    "schema_migrations",  # migration bookkeeping, written only by the owner
+    "leader_epochs",      # leader-election fence: one row per deployment, not per org (0007)
+}
 
 
 def tenant_tables(cur):
