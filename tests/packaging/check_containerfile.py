@@ -110,6 +110,9 @@ def needed_libs(binary):
     sonames = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dyn.stdout)
     ldd = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
     paths = dict(re.findall(r"^\s*(\S+) => (/\S+)", ldd, re.M))
+    # The dynamic loader is listed by ldd as a bare path ("/lib64/ld-linux-x86-64.so.2 (...)").
+    for loader in re.findall(r"^\s*(/\S*ld-linux\S*) \(", ldd, re.M):
+        paths.setdefault(os.path.basename(loader), loader)
     return {s: paths.get(s) for s in sonames}
 
 
