@@ -30,10 +30,13 @@ struct app {
     atomic_bool stopping;
 };
 
+struct auth_cache;
+
 struct handler_ctx {
     struct app *app;
     struct db *db;                   /* this worker's own connection */
     unsigned worker_id;
+    struct auth_cache *auth_cache;   /* recent API-key verdicts of this worker (dispatch.c) */
 };
 
 /* Worker set-up/tear-down (dispatch.c): opens the worker's database connection lazily. */

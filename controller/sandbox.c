@@ -123,19 +123,20 @@ int sandbox_record_exec(struct db *db, const char *org_id, const char *sandbox_i
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "%s", command_text ? command_text : "");
     utf8_truncate(cmd, sizeof(cmd) - 1);
+    /* One round trip: the execution row and its exec_count usage event together. */
     int r = db_query(db,
-                     "INSERT INTO executions (org_id, sandbox_id, command, status, exit_code, "
-                     "  reason, duration_ms, stdout_bytes, stderr_bytes, finished_at, "
-                     "  started_at) "
-                     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), "
-                     "  now() - make_interval(secs => $7::bigint / 1000.0))",
+                     "WITH e AS (INSERT INTO executions (org_id, sandbox_id, command, status, "
+                     "    exit_code, reason, duration_ms, stdout_bytes, stderr_bytes, "
+                     "    finished_at, started_at) "
+                     "  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), "
+                     "    now() - make_interval(secs => $7::bigint / 1000.0)) RETURNING 1) "
+                     "INSERT INTO usage_events (org_id, sandbox_id, kind, quantity) "
+                     "SELECT $1, $2, 'exec_count', 1 FROM e",
                      9,
                      (const char *[]){ org_id, sandbox_id, cmd, status, code, reason, dur, out,
                                        err },
                      NULL);
-    if (r < 0)
-        return r;
-    return usage_record(db, org_id, sandbox_id, "exec_count", 1);
+    return r < 0 ? r : 0;
 }
 
 void utf8_truncate(char *s, size_t max)

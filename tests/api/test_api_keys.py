@@ -166,6 +166,16 @@ def test_expired_key_401(api, org, pg):
     key, kid = body["key"], body["api_key"]["id"]
     assert api.get("api-keys", key=key).status_code == 200
     pg.sql("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = %s", (kid,))
+    # effective within seconds (a worker may hold a verified key for up to 1 s)
+    deadline = time.monotonic() + 2
+    while True:
+        r = api.get("api-keys", key=key)
+        if r.status_code == 401 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert_error(r, 401)
+    # and stays refused
+    time.sleep(1.2)
     assert_error(api.get("api-keys", key=key), 401)
 
 
