@@ -101,10 +101,15 @@ int events_emit(struct db *db, const char *org_id, const char *sandbox_id, const
     _cleanup_json_ yajl_val v = NULL;
     if (sbx_json_parse(data_json, n, MAX_DATA_BYTES, 32, &v, NULL, 0) < 0 || !YAJL_IS_OBJECT(v))
         return -EINVAL;
-    _cleanup_free_ char *scrubbed = sandbox_id ? scrub(db, org_id, sandbox_id, data_json) : NULL;
     /* No endpoint, no row: the outbox only holds what someone will receive. Endpoints created
-     * later do not get earlier events (the dispatcher also compares created_at). */
-    int r = db_query(db,
+     * later do not get earlier events (the dispatcher also compares created_at). Most orgs
+     * have none, so that is asked first: one round trip, and no secrets are loaded. */
+    _cleanup_pgres_ PGresult *any = NULL;
+    int r = db_query(db, "SELECT 1 FROM webhooks WHERE enabled LIMIT 1", 0, NULL, &any);
+    if (r <= 0)
+        return r;
+    _cleanup_free_ char *scrubbed = sandbox_id ? scrub(db, org_id, sandbox_id, data_json) : NULL;
+    r = db_query(db,
                      "INSERT INTO webhook_events (org_id, sandbox_id, event, payload, instance) "
                      "SELECT $1, $2, $3, $4::jsonb, $5 "
                      " WHERE EXISTS (SELECT 1 FROM webhooks WHERE enabled)",
