@@ -354,6 +354,7 @@ API_HANDLER(api_sandbox_create)
         .pids_max = DEFAULT_PIDS_MAX,
         .network = tpl && tpl->allow_network && cfg->runtime.allow_network,
         .env = (const char *const *)env_arr,
+        .org_id = req->who.org_id,
     };
     char err[256] = "";
     sandbox_lock(id);

@@ -36,6 +36,7 @@
 #include "controller/leader.h"
 #include "controller/sandbox.h"
 #include "controller/testmode.h"
+#include "k8s/k8s-runtime.h"
 #include "runtime/runtime.h"
 #include "storage/db.h"
 
@@ -212,7 +213,12 @@ void reconcile_once(struct app *app, struct db *db)
         enum sbx_state now_st = st;
         app->rt->ops->status(app->rt, id, &now_st, NULL); /* re-check under the lock */
         if (strcmp(status, "running") == 0 && now_st != SBX_STATE_RUNNING) {
-            if (set_status(db, org, id, "running", "error", "sandbox process exited") > 0) {
+            /* Kubernetes: the typed reason the pod watch saw (deleted, oom, evicted, ...) */
+            char why[32] = "";
+            if (strcmp(app->rt->ops->name, "kubernetes") == 0)
+                k8s_runtime_reason(app->rt, id, why, sizeof(why));
+            if (set_status(db, org, id, "running", "error",
+                           why[0] ? why : "sandbox process exited") > 0) {
                 log_action("lost: marked error", id, org);
                 app->rt->ops->stop(app->rt, id);
             }

@@ -222,8 +222,13 @@ static bool wait_until(struct krt *k, time_t deadline)
     return pthread_cond_timedwait(&k->cv, &k->mu, &ts) == 0 || time(NULL) < deadline;
 }
 
+/* Set on an upload thread: its own execs must not wait for the uploads (itself included). */
+static _Thread_local bool in_upload;
+
 static void wait_writes(struct krt *k, const char *id)
 {
+    if (in_upload)
+        return;
     pthread_mutex_lock(&k->mu);
     time_t dl = time(NULL) + 600;
     struct pod *p;
@@ -250,6 +255,7 @@ static int k_create(struct sbx_runtime *rt, const struct sbx_sandbox_spec *spec,
         return -EINVAL;
     struct k8s_pod_opts o = {
         .sandbox_id = spec->id,
+        .org_id = spec->org_id,
         .image = k->image,
         .runtime_class = k->runtime_class,
         .cpus_milli = spec->cpus_milli,
@@ -424,7 +430,8 @@ static int k_exec_start(struct sbx_runtime *rt, const char *id, const struct sbx
         ne++;
     while (spec->argv[na])
         na++;
-    const char **argv = xcalloc(6 + nd + ne + na + 1, sizeof(char *));
+    /* sh -c WRAP sbx CWD TOKEN N, env, argv, NULL */
+    const char **argv = xcalloc(7 + nd + ne + na + 1, sizeof(char *));
     size_t i = 0;
     struct kexec *x = xcalloc(1, sizeof *x);
     uint8_t rnd[16];
@@ -606,14 +613,18 @@ struct rsink {
     uint64_t written;
     int entries;
     char type;
+    unsigned mode;
 };
 
 static int rs_entry(void *ud, const struct sbx_tar_entry *e)
 {
     struct rsink *s = ud;
-    if (++s->entries > 1 || e->rel[0] != 0)
-        return -EPERM; /* exactly the one requested file */
+    /* exactly one entry, a single name component (the basename of the file the pod resolved;
+     * the reader has already refused absolute names, "..", links and devices) */
+    if (++s->entries > 1 || !e->rel[0] || strchr(e->rel, '/'))
+        return -EPERM;
     s->type = e->type;
+    s->mode = e->mode;
     return e->type == 'f' ? 0 : -EISDIR;
 }
 
@@ -644,9 +655,9 @@ static int tmpfile_fd(void)
 
 /* Parses a tar stream (hostile) arriving on an exec's stdout into *fd. */
 int k8s_runtime_read_tar_fd(int in_fd, const char *name, int out_fd, uint64_t *ret_size,
-                            char *err, size_t errlen);
+                            unsigned *ret_mode, char *err, size_t errlen);
 int k8s_runtime_read_tar_fd(int in_fd, const char *name, int out_fd, uint64_t *ret_size,
-                            char *err, size_t errlen)
+                            unsigned *ret_mode, char *err, size_t errlen)
 {
     struct rsink s = { .fd = out_fd };
     static const struct sbx_tar_ops ops = { .entry = rs_entry, .data = rs_data };
@@ -685,8 +696,11 @@ int k8s_runtime_read_tar_fd(int in_fd, const char *name, int out_fd, uint64_t *r
             snprintf(err, errlen, "the archive does not hold the requested file");
     }
     sbx_tar_reader_free(r);
-    if (e == 0)
+    if (e == 0) {
         *ret_size = s.written;
+        if (ret_mode)
+            *ret_mode = s.mode;
+    }
     return e;
 }
 
@@ -725,8 +739,9 @@ static int k_open_read(struct sbx_runtime *rt, const char *id, const char *path,
     /* the pod resolved symlinks: the entry name is the basename of the resolved path, which
      * may differ from ours; read with no root, then rs_entry requires exactly one file */
     uint64_t size = 0;
+    unsigned rmode = 0644;
     char err[256] = "";
-    int tr = k8s_runtime_read_tar_fd(e->stdout_fd, NULL, fd, &size, err, sizeof err);
+    int tr = k8s_runtime_read_tar_fd(e->stdout_fd, NULL, fd, &size, &rmode, err, sizeof err);
     /* drain stderr (bounded) and wait for the status */
     struct pollfd p = { .fd = e->ctl_fd, .events = POLLIN };
     struct sbx_exec_result res = { 0 };
@@ -752,6 +767,9 @@ static int k_open_read(struct sbx_runtime *rt, const char *id, const char *path,
         return rr;
     }
     lseek(fd, 0, SEEK_SET);
+    /* callers fstat() the fd for the file's mode: give it the archived permission bits */
+    if (fchmod(fd, rmode & 0777) < 0)
+        log_debug("open_read %s in %s: fchmod: %s", abs, id, strerror(errno));
     *ret_fd = fd;
     if (ret_size)
         *ret_size = size;
@@ -847,6 +865,7 @@ static int upload_run(struct upload *u)
 static void *upload_thread(void *arg)
 {
     struct upload *u = arg;
+    in_upload = true;
     int r = upload_run(u);
     if (r < 0)
         log_warn("k8s runtime: write of %s/%s into sandbox %s failed: %s", u->dir, u->base,

@@ -42,6 +42,7 @@ struct sbx_sandbox_spec {
     unsigned pids_max;         /* 0 = unlimited */
     bool network;              /* reserved: the local backend always gives loopback only */
     const char *const *env;    /* KEY=VAL, NULL-terminated or NULL: default env for every exec */
+    const char *org_id;        /* owner, for backends that label (k8s); NULL = unknown */
 };
 
 struct sbx_exec_spec {
