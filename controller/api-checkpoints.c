@@ -28,6 +28,7 @@
 #include "controller/api.h"
 #include "controller/checkpoint.h"
 #include "controller/events.h"
+#include "controller/paging.h"
 #include "controller/pgjson.h"
 #include "controller/plans.h"
 #include "controller/sandbox.h"
@@ -38,7 +39,6 @@
 
 #define MAX_PATTERNS 100
 #define MAX_METADATA_BYTES 16384
-#define LIST_MAX_LIMIT 200
 #define TREE_MAX_NODES 10000
 
 #define CKPT_COLUMNS                                                                              \
@@ -675,45 +675,16 @@ API_HANDLER(api_checkpoint_get)
         emit_row(resp, 200, res);
 }
 
-static bool cursor_parse(const char *c, char ts[21], char id[37])
-{
-    if (!c || strlen(c) != 20 + 1 + 36 || c[20] != '_')
-        return false;
-    for (int i = 0; i < 20; i++)
-        if (c[i] < '0' || c[i] > '9')
-            return false;
-    memcpy(ts, c, 20);
-    ts[20] = '\0';
-    memcpy(id, c + 21, 37);
-    return sbx_uuid_valid(id);
-}
-
 API_HANDLER(api_checkpoints_list)
 {
-    const char *q;
-    long long limit = 50;
-    if ((q = http_query(req, "limit"))) {
-        char *end;
-        limit = strtoll(q, &end, 10);
-        if (!*q || *end || limit < 1 || limit > LIST_MAX_LIMIT) {
-            http_error(resp, 400, "invalid_query", "limit must be an integer from 1 to %d",
-                       LIST_MAX_LIMIT);
-            return;
-        }
-    }
+    struct page_query pq;
+    if (page_query_parse(req, &pq, resp) < 0)
+        return;
     const char *sid = http_query(req, "sandbox_id");
     if (sid && !sbx_uuid_valid(sid)) {
         http_error(resp, 400, "invalid_query", "sandbox_id must be a sandbox id");
         return;
     }
-    char cur_ts[21], cur_id[37];
-    const char *cursor = http_query(req, "cursor");
-    if (cursor && !cursor_parse(cursor, cur_ts, cur_id)) {
-        http_error(resp, 400, "invalid_query", "invalid cursor");
-        return;
-    }
-    char limit_s[16];
-    snprintf(limit_s, sizeof(limit_s), "%lld", limit + 1);
     _cleanup_pgres_ PGresult *res = NULL;
     int r = db_query(ctx->db,
                      "SELECT " CKPT_COLUMNS " FROM checkpoints WHERE status = 'ready' "
@@ -723,31 +694,14 @@ API_HANDLER(api_checkpoints_list)
                      "         $3::uuid)) "
                      " ORDER BY created_at DESC, id DESC LIMIT $4::int",
                      4,
-                     (const char *[]){ sid, cursor ? cur_ts : NULL, cursor ? cur_id : NULL,
-                                       limit_s },
+                     (const char *[]){ sid, page_cursor_ts(&pq), page_cursor_id(&pq),
+                                       pq.limit_plus_one },
                      &res);
     if (r < 0)
         return db_failed(resp, r);
-    int n = PQntuples(res);
-    bool more = n > limit;
-    if (more)
-        n = (int)limit;
     _cleanup_jgen_ yajl_gen g = sbx_jgen_new();
     yajl_gen_map_open(g);
-    sbx_jgen_key(g, "checkpoints");
-    yajl_gen_array_open(g);
-    for (int i = 0; i < n; i++)
-        pg_row_to_json(g, res, i, CKPT_TYPES);
-    yajl_gen_array_close(g);
-    sbx_jgen_kbool(g, "has_more", more);
-    if (more) {
-        char next[64];
-        snprintf(next, sizeof(next), "%s_%s", PQgetvalue(res, n - 1, CKPT_CURSOR_COL),
-                 PQgetvalue(res, n - 1, 0));
-        sbx_jgen_kstr(g, "next_cursor", next);
-    } else {
-        sbx_jgen_knull(g, "next_cursor");
-    }
+    page_emit(g, "checkpoints", res, CKPT_TYPES, &pq, CKPT_CURSOR_COL, 0);
     yajl_gen_map_close(g);
     http_json(resp, 200, g);
 }

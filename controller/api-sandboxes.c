@@ -19,6 +19,7 @@
 #include "controller/api.h"
 #include "controller/events.h"
 #include "controller/checkpoint.h"
+#include "controller/paging.h"
 #include "controller/pgjson.h"
 #include "controller/plans.h"
 #include "controller/sandbox.h"
@@ -29,7 +30,6 @@
 
 #define MAX_ENV 256
 #define MAX_METADATA_BYTES 16384
-#define LIST_MAX_LIMIT 200
 #define DEFAULT_PIDS_MAX 512
 
 static void db_failed(struct http_response *resp, int r)
@@ -483,33 +483,12 @@ static bool status_ok(const char *s, size_t n)
     return false;
 }
 
-/* Cursor: "<YYYYMMDDHHMISSUS>_<uuid>" of the last row returned. */
-static bool cursor_parse(const char *c, char ts[21], char id[37])
-{
-    if (!c || strlen(c) != 20 + 1 + 36 || c[20] != '_')
-        return false;
-    for (int i = 0; i < 20; i++)
-        if (c[i] < '0' || c[i] > '9')
-            return false;
-    memcpy(ts, c, 20);
-    ts[20] = '\0';
-    memcpy(id, c + 21, 37);
-    return sbx_uuid_valid(id);
-}
-
 API_HANDLER(api_sandboxes_list)
 {
     const char *q;
-    long long limit = 50;
-    if ((q = http_query(req, "limit"))) {
-        char *end;
-        limit = strtoll(q, &end, 10);
-        if (!*q || *end || limit < 1 || limit > LIST_MAX_LIMIT) {
-            http_error(resp, 400, "invalid_query", "limit must be an integer from 1 to %d",
-                       LIST_MAX_LIMIT);
-            return;
-        }
-    }
+    struct page_query pq;
+    if (page_query_parse(req, &pq, resp) < 0)
+        return;
     if ((q = http_query(req, "org_id")) && strcmp(q, req->who.org_id) != 0) {
         http_error(resp, 403, "forbidden", "org_id does not match the API key's organization");
         return;
@@ -555,16 +534,8 @@ API_HANDLER(api_sandboxes_list)
     }
     yajl_gen_map_close(mg);
     _cleanup_free_ char *meta_json = has_meta ? sbx_jgen_take(mg, NULL) : NULL;
-    char cur_ts[21], cur_id[37];
-    const char *cursor = http_query(req, "cursor");
-    if (cursor && !cursor_parse(cursor, cur_ts, cur_id)) {
-        http_error(resp, 400, "invalid_query", "invalid cursor");
-        return;
-    }
-    char limit_s[16];
-    snprintf(limit_s, sizeof(limit_s), "%lld", limit + 1);
     const char *params[] = { statuses.len ? statuses.data : NULL, meta_json,
-                             cursor ? cur_ts : NULL, cursor ? cur_id : NULL, limit_s };
+                             page_cursor_ts(&pq), page_cursor_id(&pq), pq.limit_plus_one };
     _cleanup_pgres_ PGresult *res = NULL;
     int r = db_query(ctx->db,
                      "SELECT " SANDBOX_COLUMNS " FROM sandboxes "
@@ -578,26 +549,9 @@ API_HANDLER(api_sandboxes_list)
                      5, params, &res);
     if (r < 0)
         return db_failed(resp, r);
-    int n = PQntuples(res);
-    bool more = n > limit;
-    if (more)
-        n = (int)limit;
     _cleanup_jgen_ yajl_gen g = sbx_jgen_new();
     yajl_gen_map_open(g);
-    sbx_jgen_key(g, "sandboxes");
-    yajl_gen_array_open(g);
-    for (int i = 0; i < n; i++)
-        pg_row_to_json(g, res, i, SANDBOX_JSON_TYPES);
-    yajl_gen_array_close(g);
-    sbx_jgen_kbool(g, "has_more", more);
-    if (more) {
-        char next[64];
-        snprintf(next, sizeof(next), "%s_%s", PQgetvalue(res, n - 1, 18),
-                 PQgetvalue(res, n - 1, 1));
-        sbx_jgen_kstr(g, "next_cursor", next);
-    } else {
-        sbx_jgen_knull(g, "next_cursor");
-    }
+    page_emit(g, "sandboxes", res, SANDBOX_JSON_TYPES, &pq, 18, 1);
     yajl_gen_map_close(g);
     http_json(resp, 200, g);
 }
