@@ -331,7 +331,7 @@ def test_slow_readers_keep_rss_bounded(api, sbx, daemon):
 def test_shutdown_ends_streams(pg, daemon_workdir):
     """SIGTERM with streams open: SSE gets error + done, WebSocket close 1001, exit 0. The
     daemon runs with a 2 s request timeout: a stream must outlive it."""
-    from conftest import Api, Daemon
+    from conftest import Api, Daemon, reap_sandboxes
     d = Daemon(pg, daemon_workdir, "shutdown-streams",
                {"SANDBOXD_HTTP_REQUEST_TIMEOUT": "2s"}).start()
     try:
@@ -359,6 +359,7 @@ def test_shutdown_ends_streams(pg, daemon_workdir):
         rest = list(it)
     finally:
         d.kill()
+        reap_sandboxes(d.state_dir)  # sandboxes outlive their daemon by design
     assert rc == 0
     assert not d.sanitizer_reports(), d.stderr_text()[-3000:]
     assert result["ws"][3] == 1001
