@@ -1,8 +1,8 @@
 /*
  * k8s-exec.c — pods/exec over the Kubernetes WebSocket protocol (libwebsockets client).
  *
- * Each exec has its own lws context (TLS settings from the client's config: the CA is passed as
- * a file because client_ssl_ca_mem trusts only the first certificate of a bundle) and two
+ * Each exec has its own lws context (TLS: our own client SSL_CTX built from the client's config,
+ * see client_ssl_ctx() — lws 4.1.6 leaks the one it creates when contexts overlap) and two
  * threads:
  *   service thread: lws_service(); handshake (Authorization header, subprotocol read in
  *                   FILTER_PRE_ESTABLISH), receive (channel byte only on the first fragment of
@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -75,6 +76,7 @@ struct xpriv {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     struct lws_context *ctx;
+    SSL_CTX *ssl_ctx;                  /* ours, handed to lws as provided_client_ssl_ctx */
     struct lws *wsi;
     pthread_t svc, pump;
     bool svc_started, pump_started;
@@ -486,6 +488,8 @@ static void xpriv_free(struct xpriv *x)
 {
     if (x->ctx)
         lws_context_destroy(x->ctx);
+    if (x->ssl_ctx)
+        SSL_CTX_free(x->ssl_ctx); /* after the context: its connection's SSL held a reference */
     int fds[] = { x->pub.stdin_fd, x->pub.stdout_fd, x->pub.stderr_fd, x->pub.ctl_fd,
                   x->in_fd,        x->out_fd,        x->err_fd,        x->ctl_w, x->wake_fd };
     for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
@@ -562,6 +566,44 @@ static char *build_path(struct xpriv *x, struct k8s_client *c, const struct k8s_
     return sbx_buf_steal(&b, NULL);
 }
 
+/* The client SSL_CTX is ours, not lws': lws 4.1.6 finds the SSL_CTX it created again at vhost
+ * destruction through an SSL_CTX ex-data index that is process-global and re-allocated by every
+ * lws_create_context() (LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT). A context created before another
+ * one (the kill exec of signal() while its exec runs; any two concurrent execs) looks its SSL_CTX
+ * up with the newer index, finds nothing and never frees it (with the CA store: ~700 KB per
+ * exec). A provided_client_ssl_ctx is never touched at destruction; xpriv_free() frees it.
+ * Same trust as lws' own: the given CA (all certificates of the bundle) or, without one, the
+ * system's default paths; lws still sets SSL_VERIFY_PEER and the host name per connection. */
+static int client_ssl_ctx(const char *ca, const char *cert, const char *key, bool insecure,
+                          SSL_CTX **ret, struct k8s_error *err)
+{
+    SSL_CTX *s = SSL_CTX_new(TLS_client_method());
+    if (!s) {
+        k8s_error_set(err, K8S_TRANSPORT, 0, "exec: cannot create the TLS context");
+        return -EIO;
+    }
+    SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION);
+    if (!insecure)
+        SSL_CTX_set_verify(s, SSL_VERIFY_PEER, NULL); /* lws sets it per connection as well */
+    const char *what = NULL;
+    if (!insecure && ca && SSL_CTX_load_verify_locations(s, ca, NULL) != 1)
+        what = "certificate authority";
+    else if (!insecure && !ca && SSL_CTX_set_default_verify_paths(s) != 1)
+        what = "system certificate authorities";
+    else if (cert && SSL_CTX_use_certificate_chain_file(s, cert) != 1)
+        what = "client certificate";
+    else if (cert && (!key || SSL_CTX_use_PrivateKey_file(s, key, SSL_FILETYPE_PEM) != 1 ||
+                      SSL_CTX_check_private_key(s) != 1))
+        what = "client key";
+    if (what) {
+        SSL_CTX_free(s);
+        k8s_error_set(err, K8S_TRANSPORT, 0, "exec: cannot load the %s (TLS)", what);
+        return -EIO;
+    }
+    *ret = s;
+    return 0;
+}
+
 int k8s_exec_start(struct k8s_client *c, const struct k8s_exec_opts *o, struct k8s_exec **ret,
                    struct k8s_error *err)
 {
@@ -632,28 +674,34 @@ int k8s_exec_start(struct k8s_client *c, const struct k8s_exec_opts *o, struct k
     info.uid = -1;
     info.user = x;
     info.fd_limit_per_thread = 16;
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    if (x->tls && !x->insecure) {
-        if (cfg->ca_data) {
-            if ((r = k8s_write_tempfile(cfg->ca_data, cfg->ca_len, &x->ca_tmp)) < 0)
-                goto fail_errno;
-            info.client_ssl_ca_filepath = x->ca_tmp;
-        } else if (cfg->ca_file)
-            info.client_ssl_ca_filepath = cfg->ca_file;
-    }
-    if (x->tls && (cfg->cert_data || cfg->cert_file)) {
-        if (cfg->cert_data) {
-            if ((r = k8s_write_tempfile(cfg->cert_data, cfg->cert_len, &x->cert_tmp)) < 0)
-                goto fail_errno;
-            info.client_ssl_cert_filepath = x->cert_tmp;
-        } else
-            info.client_ssl_cert_filepath = cfg->cert_file;
-        if (cfg->key_data) {
-            if ((r = k8s_write_tempfile(cfg->key_data, cfg->key_len, &x->key_tmp)) < 0)
-                goto fail_errno;
-            info.client_ssl_private_key_filepath = x->key_tmp;
-        } else
-            info.client_ssl_private_key_filepath = cfg->key_file;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* lws 4.1: also "this context uses TLS" */
+    if (x->tls) {
+        const char *ca = NULL, *cert = NULL, *key = NULL;
+        if (!x->insecure) {
+            if (cfg->ca_data) {
+                if ((r = k8s_write_tempfile(cfg->ca_data, cfg->ca_len, &x->ca_tmp)) < 0)
+                    goto fail_errno;
+                ca = x->ca_tmp;
+            } else
+                ca = cfg->ca_file;
+        }
+        if (cfg->cert_data || cfg->cert_file) {
+            if (cfg->cert_data) {
+                if ((r = k8s_write_tempfile(cfg->cert_data, cfg->cert_len, &x->cert_tmp)) < 0)
+                    goto fail_errno;
+                cert = x->cert_tmp;
+            } else
+                cert = cfg->cert_file;
+            if (cfg->key_data) {
+                if ((r = k8s_write_tempfile(cfg->key_data, cfg->key_len, &x->key_tmp)) < 0)
+                    goto fail_errno;
+                key = x->key_tmp;
+            } else
+                key = cfg->key_file;
+        }
+        if ((r = client_ssl_ctx(ca, cert, key, x->insecure, &x->ssl_ctx, err)) < 0)
+            goto fail;
+        info.provided_client_ssl_ctx = x->ssl_ctx;
     }
     x->ctx = lws_create_context(&info);
     if (x->ctx == NULL) {
