@@ -108,10 +108,20 @@ static void start_runtime(struct app *app)
             log_error("sandbox runtime unavailable (sandbox endpoints will answer 503): %s", kerr);
             return;
         }
+        /* Every replica of a deployment must be the same instance, whatever its state dir
+         * (the leader reaps and reconciles the sandboxes any replica created, and the pods are
+         * the namespace's anyway): the instance is named after the namespace in k8s mode
+         * (docs/internals/LEADER.md "Runtime instances"). */
+        const char *ns = k8s_runtime_namespace(app->rt);
+        _cleanup_free_ char *key = xasprintf("k8s:%s", ns);
+        sbx_sha256_hex(key, strlen(key), hash);
+        snprintf(app->instance, sizeof(app->instance), "%s-%.8s", cfg->runtime.cgroup_prefix,
+                 hash);
         if (kerr[0])
             log_warn("sandbox runtime started with reduced features: %s", kerr);
         else
-            log_info("sandbox runtime started: kubernetes");
+            log_info("sandbox runtime started: kubernetes (namespace %s, instance %s)", ns,
+                     app->instance);
         return;
     }
     struct rt_local_config rc = {

@@ -1092,6 +1092,11 @@ void k8s_runtime_reason(struct sbx_runtime *rt, const char *id, char *buf, size_
     pthread_mutex_unlock(&k->mu);
 }
 
+const char *k8s_runtime_namespace(struct sbx_runtime *rt)
+{
+    return K(rt)->ns; /* set once at start */
+}
+
 void k8s_runtime_set_callback(struct sbx_runtime *rt, k8s_runtime_event_cb cb, void *userdata)
 {
     struct krt *k = K(rt);

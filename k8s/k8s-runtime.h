@@ -30,6 +30,9 @@ int k8s_runtime_start(const struct k8s_runtime_config *c, struct sbx_runtime **r
  * "failed"; "" while healthy or unknown. Copies into buf. Thread-safe. */
 void k8s_runtime_reason(struct sbx_runtime *rt, const char *id, char *buf, size_t len);
 
+/* The namespace of the sandbox pods (the configured one, else the config's). */
+const char *k8s_runtime_namespace(struct sbx_runtime *rt);
+
 /* Called from the watch thread whenever a sandbox's observed state changes (for a
  * watch-driven reconciler). Must not block. */
 typedef void (*k8s_runtime_event_cb)(const char *id, enum sbx_state st, const char *reason,

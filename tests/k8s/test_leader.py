@@ -2,7 +2,7 @@
 three sandboxd replicas against one Postgres and the Kubernetes API emulator's Lease.
 
 The replicas use runtime.kind local with distinct state dirs (each is its own runtime
-instance), leader.enabled, and a short lease (4 s, renewed every 1 s) so that the tests are
+instance; one test uses runtime.kind k8s, where the instance is the namespace's), leader.enabled, and a short lease (4 s, renewed every 1 s) so that the tests are
 quick; every test uses its own Lease name, so their leader_epochs rows never collide.
 
 Needs root, the emulator's rtctl ($KUBE_EMULATOR_RTCTL, else build/runtime/rtctl), a daemon
@@ -73,6 +73,7 @@ class Cluster:
 
     def __init__(self, pg, emu, workdir, n, extra_env=None):
         self.pg, self.emu = pg, emu
+        self.ns = (extra_env or {}).get("SANDBOXD_K8S_NAMESPACE", "default")  # of the Lease
         self.lease = "ldr-" + uuid.uuid4().hex[:10]
         self.replicas = []
         # replicas share what a deployment shares through its Secret (webhook signing
@@ -101,8 +102,8 @@ class Cluster:
         return d.extra_env["POD_NAME"]
 
     def lease_obj(self):
-        url = "%s/apis/coordination.k8s.io/v1/namespaces/default/leases/%s" % (self.emu.http,
-                                                                               self.lease)
+        url = "%s/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s" % (self.emu.http,
+                                                                          self.ns, self.lease)
         try:
             return json.loads(urllib.request.urlopen(url, timeout=10).read())
         except urllib.error.HTTPError as e:
@@ -333,3 +334,76 @@ def test_fence_rejects_a_stale_epoch(cluster):
     # the Lease still names it: it campaigns again, past the intruder's epoch
     assert wait_until(lambda: c.db_row() == (epoch + 2, c.identity(a)) and c.gauge(a) == 1, 10)
     assert c.lease_obj()["spec"]["leaseTransitions"] == epoch + 2
+
+
+K8S_NS = "sbx-ldr"
+
+
+def k8s_pods(emu, sid=None):
+    sel = "app%3Dsandboxd" + ("%2Csandboxd.io%2Fsandbox-id%3D" + sid if sid else "")
+    url = "%s/api/v1/namespaces/%s/pods?labelSelector=%s" % (emu.http, K8S_NS, sel)
+    return json.loads(urllib.request.urlopen(url, timeout=10).read())["items"]
+
+
+def test_k8s_follower_sandbox_reaped_once_by_leader(cluster, kube_emulator):
+    """runtime.kind k8s: a sandbox created through the follower (its pod made by the follower)
+    is reaped by the leader, exactly once; one pod for it, gone afterwards. The replicas have
+    distinct state dirs, as in the other tests: the k8s runtime instance is the namespace's."""
+    emu = kube_emulator
+    req = urllib.request.Request(
+        emu.http + "/api/v1/namespaces", method="POST",
+        data=json.dumps({"apiVersion": "v1", "kind": "Namespace",
+                         "metadata": {"name": K8S_NS}}).encode(),
+        headers={"Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(req, timeout=10).read()
+    except urllib.error.HTTPError as e:
+        assert e.code == 409, e.read()
+    c = cluster(2, {"SANDBOXD_RUNTIME_KIND": "k8s", "SANDBOXD_K8S_NAMESPACE": K8S_NS,
+                    "SANDBOXD_K8S_IMAGE": "sandbox:test", "SANDBOXD_RECONCILER_INTERVAL": "1s"})
+    rcv = Receiver()
+    try:
+        leader = c.wait_leader(LEASE_S * 3)
+        assert leader
+        follower = [d for d in c.replicas if d is not leader][0]
+        org, key = register(follower)
+        r = requests.post(follower.base + "/api/v1/webhooks", headers=auth(key),
+                          json={"url": rcv.url, "events": ["*"]}, timeout=30)
+        assert r.status_code == 201, r.text  # events are recorded for subscribed orgs only
+        r = requests.post(follower.base + "/api/v1/sandbox/create", headers=auth(key),
+                          json={"timeout_seconds": 2}, timeout=200)
+        assert r.status_code == 201, r.text
+        sid = r.json()["sandbox_id"]
+        assert len(k8s_pods(emu, sid)) == 1
+        refs = c.pg.sql("SELECT runtime_ref FROM sandboxes WHERE id = %s", (sid,))
+
+        def terminated():
+            rows = c.pg.sql("SELECT status, status_reason FROM sandboxes WHERE id = %s", (sid,))
+            return rows and rows[0][0] == "terminated" and rows[0]
+
+        assert wait_until(terminated, 30), (refs, c.pg.sql(
+            "SELECT status, status_reason FROM sandboxes WHERE id = %s", (sid,)))
+        assert terminated()[1] == "timeout"
+        assert wait_until(lambda: not k8s_pods(emu, sid), 30), k8s_pods(emu, sid)
+        time.sleep(3)  # give a (wrong) second reaper time to act
+        n = c.pg.sql("SELECT count(*) FROM webhook_events "
+                     " WHERE sandbox_id = %s AND event = 'sandbox.timeout'", (sid,))
+        assert n[0][0] == 1
+        assert c.pg.sql("SELECT status FROM sandboxes WHERE id = %s", (sid,))[0][0] == \
+            "terminated"
+        assert not k8s_pods(emu, sid)
+        # one instance for both replicas, whatever their state dirs
+        inst = [o.get("msg") for d in c.replicas for o in d.lines()
+                if str(o.get("msg", "")).startswith("sandbox runtime started: kubernetes")]
+        assert len(inst) == 2 and inst[0] == inst[1], inst
+    finally:
+        rcv.close()
+        for p in k8s_pods(emu):
+            req = urllib.request.Request(
+                "%s/api/v1/namespaces/%s/pods/%s?gracePeriodSeconds=0"
+                % (emu.http, K8S_NS, p["metadata"]["name"]), method="DELETE")
+            try:
+                urllib.request.urlopen(req, timeout=10).read()
+            except urllib.error.HTTPError:
+                pass
+        wait_until(lambda: not k8s_pods(emu), 30)
