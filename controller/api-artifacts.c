@@ -74,51 +74,6 @@ static void emit_row(struct http_response *resp, int status, const PGresult *res
     http_json(resp, status, g);
 }
 
-static void file_error(struct http_response *resp, int r, const char *path)
-{
-    switch (r) {
-    case -EINVAL:
-    case -EXDEV:
-    case -ELOOP:
-        http_error(resp, 400, "invalid_path",
-                   "path '%s' is not a regular file inside /workspace (or leaves it through a "
-                   "symlink)", path);
-        break;
-    case -ENOENT:
-        http_error(resp, 404, "file_not_found", "file not found: '%s'", path);
-        break;
-    case -EISDIR:
-        http_error(resp, 409, "is_a_directory", "'%s' is a directory", path);
-        break;
-    case -ENOTDIR:
-        http_error(resp, 409, "not_a_directory", "a parent of '%s' is not a directory", path);
-        break;
-    case -EACCES:
-    case -EPERM:
-    case -EROFS:
-        http_error(resp, 403, "permission_denied", "permission denied: '%s'", path);
-        break;
-    case -ENOSPC:
-    case -EDQUOT:
-        http_error(resp, 507, "insufficient_storage", "the sandbox's storage is full");
-        break;
-    default:
-        log_error_errno(r, "artifact file operation on '%s' failed", path);
-        http_error(resp, 500, "internal_error", "the file operation failed");
-    }
-}
-
-static int check_path(const char *path, struct http_response *resp)
-{
-    if (strlen(path) > SBX_PATH_MAX || sbx_path_check(path, strlen(path), NULL) < 0) {
-        http_error(resp, 400, "invalid_path",
-                   "path must be relative to /workspace or absolute inside it, without '..' "
-                   "leaving it");
-        return -EINVAL;
-    }
-    return 0;
-}
-
 static bool content_type_ok(const char *s)
 {
     if (!*s || strlen(s) > 255 || !strchr(s, '/'))
@@ -201,7 +156,7 @@ API_HANDLER(api_artifact_upload)
                    MAX_METADATA_BYTES);
         return;
     }
-    if (check_path(path, resp) < 0)
+    if (api_check_path(path, resp) < 0)
         return;
     if (sandbox_require_running(ctx, sid, NULL, resp) < 0 || !have_store(ctx, resp))
         return;
@@ -212,15 +167,15 @@ API_HANDLER(api_artifact_upload)
     uint64_t size = 0;
     int r = app->rt->ops->open_read(app->rt, sid, path, &fd, &size);
     if (r < 0)
-        return file_error(resp, r, path);
+        return api_file_error(resp, r, path);
     _cleanup_close_ int cfd = fd;
     char sha[65];
     uint64_t hashed = 0;
     r = ckpt_hash_fd(cfd, UINT64_MAX, &hashed, sha);
     if (r < 0)
-        return file_error(resp, r, path);
+        return api_file_error(resp, r, path);
     if (lseek(cfd, 0, SEEK_SET) < 0)
-        return file_error(resp, -errno, path);
+        return api_file_error(resp, -errno, path);
 
     /* The plan's storage limit (plans.<p>.storage: checkpoints + artifacts). */
     if (plan_check_storage(ctx, req, hashed, resp) < 0)
@@ -316,7 +271,7 @@ API_HANDLER(api_artifact_download)
     if (v_string(body, "artifact_id", true, 1, 64, &aid, resp) < 0 ||
         v_string(body, "path", true, 1, SBX_PATH_MAX, &path, resp) < 0)
         return;
-    if (check_path(path, resp) < 0)
+    if (api_check_path(path, resp) < 0)
         return;
     if (sandbox_require_running(ctx, sid, NULL, resp) < 0 || !have_store(ctx, resp))
         return;
@@ -333,7 +288,7 @@ API_HANDLER(api_artifact_download)
     int fd = -1;
     r = app->rt->ops->open_write(app->rt, sid, path, 0644, SBX_WRITE_MKDIRS, &fd);
     if (r < 0)
-        return file_error(resp, r, path);
+        return api_file_error(resp, r, path);
     uint64_t got = 0;
     char err[256] = "";
     r = app->blobs->ops->get(app->blobs, key, fd, &got, err, sizeof(err));
@@ -343,7 +298,7 @@ API_HANDLER(api_artifact_download)
         return ckpt_store_error(resp, r, "artifact download");
     }
     if (cr < 0)
-        return file_error(resp, cr, path);
+        return api_file_error(resp, cr, path);
     if (got != want)
         return ckpt_store_error(resp, -EBADMSG, "artifact download");
     if (db_begin(ctx->db, org) < 0)

@@ -23,8 +23,7 @@
 #include "runtime/runtime.h"
 #include "storage/db.h"
 
-/* Maps a runtime file-operation error to the response. */
-static void file_error(struct http_response *resp, int r, const char *path)
+void api_file_error(struct http_response *resp, int r, const char *path)
 {
     switch (r) {
     case -EINVAL:
@@ -67,7 +66,7 @@ static void file_error(struct http_response *resp, int r, const char *path)
     }
 }
 
-static int check_path(const char *path, struct http_response *resp)
+int api_check_path(const char *path, struct http_response *resp)
 {
     if (strlen(path) > SBX_PATH_MAX || sbx_path_check(path, strlen(path), NULL) < 0) {
         http_error(resp, 400, "invalid_path",
@@ -117,7 +116,7 @@ API_HANDLER(api_files_write)
         if (v_string(f, "path", true, 1, SIZE_MAX, &path, resp) < 0 ||
             v_string(f, "content", true, 0, SIZE_MAX, &content, resp) < 0 ||
             v_int(f, "mode", false, 0, 07777, &mode, NULL, resp) < 0 ||
-            (r = check_path(path, resp)) < 0) {
+            (r = api_check_path(path, resp)) < 0) {
             r = -EINVAL;
             break;
         }
@@ -151,7 +150,7 @@ API_HANDLER(api_files_write)
         r = sbx_write_file(ctx->app->rt, id, dec[i].path, dec[i].data, dec[i].len, dec[i].mode,
                            SBX_WRITE_MKDIRS);
         if (r < 0) {
-            file_error(resp, r, dec[i].path);
+            api_file_error(resp, r, dec[i].path);
             break;
         }
         total += dec[i].len;
@@ -221,7 +220,7 @@ API_HANDLER(api_files_read)
         http_error(resp, 400, "invalid_path", "query parameter 'path' is required");
         return;
     }
-    if (check_path(path, resp) < 0)
+    if (api_check_path(path, resp) < 0)
         return;
     if (sandbox_require_running(ctx, id, NULL, resp) < 0)
         return;
@@ -234,16 +233,16 @@ API_HANDLER(api_files_read)
         struct sbx_dirent *d = NULL;
         int n = ctx->app->rt->ops->list_dir(ctx->app->rt, id, path, &d);
         if (n < 0)
-            return file_error(resp, n, path);
+            return api_file_error(resp, n, path);
         emit_listing(resp, path, d, (size_t)n);
         sbx_dirents_free(d, (size_t)n);
         return;
     }
     if (r < 0)
-        return file_error(resp, r, path);
+        return api_file_error(resp, r, path);
     _cleanup_close_ int cfd = fd;
     if (size > cfg->limits.max_file_bytes)
-        return file_error(resp, -EFBIG, path);
+        return api_file_error(resp, -EFBIG, path);
     struct stat st;
     unsigned mode = fstat(cfd, &st) == 0 ? (unsigned)(st.st_mode & 07777) : 0644;
     /* The size may change while we read (the sandbox keeps running): read to EOF, growing
@@ -253,7 +252,7 @@ API_HANDLER(api_files_read)
     for (;;) {
         if (got == cap) {
             if (cap > cfg->limits.max_file_bytes)
-                return file_error(resp, -EFBIG, path);
+                return api_file_error(resp, -EFBIG, path);
             cap = MIN(cap * 2, (size_t)cfg->limits.max_file_bytes + 1);
             data = xrealloc(data, cap);
         }
@@ -261,7 +260,7 @@ API_HANDLER(api_files_read)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return file_error(resp, -errno, path);
+            return api_file_error(resp, -errno, path);
         if (n == 0)
             break;
         got += (size_t)n;

@@ -7,6 +7,12 @@
 
 #include "controller/app.h"
 
+/* Shared by the file and artifact handlers (api-files.c): maps a runtime file-operation error
+ * (-EINVAL/-EXDEV/-ELOOP invalid_path, -ENOENT, -EISDIR, -EACCES, -EFBIG, -ENOSPC, ...) to the
+ * response; and the lexical path check (400 invalid_path, returns -EINVAL). */
+void api_file_error(struct http_response *resp, int r, const char *path);
+int api_check_path(const char *path, struct http_response *resp);
+
 #define API_HANDLER(name)                                                                         \
     void name(struct handler_ctx *ctx, struct http_request *req, struct http_response *resp)
 
