@@ -266,11 +266,15 @@ int templates_init(const struct sbx_config *cfg, char *err, size_t errlen)
     }
     if (r < 0)
         return r;
+    /* `requires` names a file of the host's /usr, which only local sandboxes see; pods run
+     * k8s.image, whose contents the controller cannot check (its own image has no
+     * interpreters), so on the k8s runtime every template is available. */
+    bool local = strcmp(cfg->runtime.kind, "k8s") != 0;
     size_t off = 0;
     names_text[0] = '\0';
     for (size_t i = 0; i < n_tpls; i++) {
         struct sbx_template *t = &tpls[i];
-        t->available = !t->requires[0] || access(t->requires, X_OK) == 0;
+        t->available = !local || !t->requires[0] || access(t->requires, X_OK) == 0;
         if (!t->available) {
             snprintf(t->unavailable_reason, sizeof(t->unavailable_reason),
                      "%s is not installed on this host", t->requires);

@@ -5,7 +5,9 @@
  *
  * On the local runtime every template runs on the host's /usr mounted read-only, so a
  * template names the interpreter it needs (`requires`); one whose interpreter is missing is
- * listed as unavailable and refused on create.
+ * listed as unavailable and refused on create. On the k8s runtime sandboxes run k8s.image
+ * (the Containerfile's `sandbox` stage has python3 and node), which the controller cannot
+ * inspect: `requires` is not checked there.
  */
 #pragma once
 
