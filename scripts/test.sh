@@ -14,6 +14,8 @@
 #   SBX_PYTEST_ARGS    extra pytest arguments (e.g. "-k register -x")
 #   SBX_SKIP_MESON=1   skip the meson (C) suites; SBX_SKIP_API=1 skip the pytest suites
 #   SBX_SKIP_PACKAGING=1   skip tests/packaging (Containerfile, Helm chart, manifests/)
+#   SBX_SKIP_IMAGE=1   skip tests/packaging/test_image.py (builds the images with Podman: about
+#                      1.5 min the first time on a 2-core machine, seconds when they are current)
 #   SBX_TEST_PG_DIR / SBX_TEST_PG_PORT   the test Postgres (.state/pg-test, 55433)
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -110,14 +112,18 @@ pg_running() {
     [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
 }
 
-if [[ ${SBX_SKIP_API:-0} != 1 ]]; then
+# Starts (or reuses) the test Postgres once, for the API and the packaging suites; sets pg_ok.
+pg_ok=
+start_test_pg() {
+    [[ -n $pg_ok ]] && return
     pg_ok=1
     if pg_running; then
         sbx_log "reusing the test Postgres in $pg_dir"
     else
         sbx_log "starting the test Postgres ($pg_dir, port $pg_port)"
     fi
-    was_running=0; pg_running && was_running=1
+    local was_running=0
+    pg_running && was_running=1
     if bash scripts/pg.sh start "$pg_dir" "$pg_port"; then
         ((was_running)) || pg_started_here=1
     else
@@ -125,6 +131,10 @@ if [[ ${SBX_SKIP_API:-0} != 1 ]]; then
         failed_steps+=("test-postgres")
     fi
     export SANDBOXD_TEST_PG_DIR=$pg_dir SANDBOXD_TEST_PG_PORT=$pg_port
+}
+
+if [[ ${SBX_SKIP_API:-0} != 1 ]]; then
+    start_test_pg
 
     api_paths=()
     for p in tests/api tests/db tests/storage; do
@@ -207,9 +217,12 @@ if [[ ${SBX_SKIP_API:-0} != 1 && -n ${built[plain]:-} && -d tests/k8s ]]; then
 fi
 
 # --- pytest tests/packaging (Containerfile, Helm chart, kustomize base: helm lint/template,
-# schema validation; installs its npm packages itself and fails when it cannot) ---------------
+# schema validation; installs its npm packages itself and fails when it cannot; test_image.py
+# builds the images with scripts/build-image.sh and runs them as the manifests do, against the
+# test Postgres and the Kubernetes API emulator — SBX_SKIP_IMAGE=1 skips that part) -------------
 if [[ ${SBX_SKIP_PACKAGING:-0} != 1 && -n ${built[plain]:-} && -d tests/packaging ]]; then
     xml=$results/pytest-plain-packaging.xml
+    [[ ${SBX_SKIP_IMAGE:-0} == 1 ]] || start_test_pg
     sbx_log "pytest tests/packaging"
     if [[ ! -d tests/packaging/node_modules/kubernetes-models ]]; then
         sbx_log "installing the packaging tools (npm ci --prefix tests/packaging)"
@@ -220,7 +233,8 @@ if [[ ${SBX_SKIP_PACKAGING:-0} != 1 && -n ${built[plain]:-} && -d tests/packagin
     # shellcheck disable=SC2206
     pextra=(${SBX_PYTEST_ARGS:-})
     SANDBOXD_BIN=$SBX_ROOT/build/controller/sandboxd SBX_PACKAGING_BUILD=$SBX_ROOT/build \
-        PYTHONDONTWRITEBYTECODE=1 timeout --kill-after=30 900 \
+        KUBE_EMULATOR_RTCTL=$SBX_ROOT/build/runtime/rtctl \
+        PYTHONDONTWRITEBYTECODE=1 timeout --kill-after=30 2400 \
         /usr/bin/python3 -m pytest tests/packaging -p no:cacheprovider -rfEs \
         -o junit_family=xunit2 --junitxml="$xml" "${pto[@]}" "${pextra[@]}"
     rc=$?
