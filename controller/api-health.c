@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "controller/metrics.h"
 #include "controller/openapi.h"
+#include "controller/warmpool.h"
 #include "storage/db.h"
 
 void api_healthz(struct handler_ctx *ctx, struct http_request *req, struct http_response *resp)
@@ -34,7 +35,7 @@ void api_readyz(struct handler_ctx *ctx, struct http_request *req, struct http_r
 void api_metrics(struct handler_ctx *ctx, struct http_request *req, struct http_response *resp)
 {
     _cleanup_buf_ struct sbx_buf out = SBX_BUF_INIT;
-    if (metrics_render(&out) < 0) {
+    if (metrics_render(&out) < 0 || warmpool_metrics(ctx->app, &out) < 0) {
         http_error(resp, 500, "internal_error", "internal error");
         return;
     }

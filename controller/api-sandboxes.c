@@ -25,6 +25,7 @@
 #include "controller/sandbox.h"
 #include "controller/templates.h"
 #include "controller/validate.h"
+#include "controller/warmpool.h"
 #include "runtime/runtime.h"
 #include "storage/db.h"
 
@@ -355,6 +356,7 @@ API_HANDLER(api_sandbox_create)
         .network = tpl && tpl->allow_network && cfg->runtime.allow_network,
         .env = (const char *const *)env_arr,
         .org_id = req->who.org_id,
+        .pool = warmpool_key(template, tpl), /* k8s: claim a warm pod of this shape */
     };
     char err[256] = "";
     sandbox_lock(id);

@@ -141,6 +141,9 @@ static const struct sbx_config_key schema[] = {
         .doc = "runtime.kind k8s: sandbox image (needs sh, tar, find, readlink, sha256sum)."),
     STR("k8s.runtime_class", k8s.runtime_class, "", 0,
         .doc = "runtime.kind k8s: runtimeClassName of sandbox pods (gvisor, kata); empty = none."),
+    DUR("k8s.warm_pool_max_age", k8s.warm_pool_max_age, "1h", 1, 30 * DAY,
+        .doc = "runtime.kind k8s: idle warm-pool pods older than this are replaced "
+               "(pool sizes: the templates' `warm_pool_size`)."),
     CPUS("limits.max_cpus", limits.max_cpus, "4", 1, 1024000,
          .doc = "Most CPUs one sandbox may request."),
     SIZE("limits.max_memory", limits.max_memory, "8Gi", MiB, 16 * TiB,

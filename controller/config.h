@@ -84,6 +84,7 @@ struct sbx_config {
         char *namespace;           /* k8s.namespace: "" = the config's */
         char *image;               /* k8s.image */
         char *runtime_class;       /* k8s.runtime_class: "" = none */
+        uint64_t warm_pool_max_age; /* k8s.warm_pool_max_age (seconds) */
     } k8s;
     struct {
         uint32_t max_cpus;              /* limits.max_cpus (milli-CPUs) */

@@ -23,6 +23,7 @@
 #include "controller/loops.h"
 #include "controller/secrets.h"
 #include "controller/templates.h"
+#include "controller/warmpool.h"
 #include "controller/webhooks.h"
 #include "controller/ratelimit.h"
 #include "controller/server.h"
@@ -237,7 +238,8 @@ int main(int argc, char **argv)
     if ((r = secrets_init(&app.cfg, err, sizeof(err))) < 0 ||
         (r = webhooks_init(&app.cfg, err, sizeof(err))) < 0 ||
         (r = templates_init(&app.cfg, err, sizeof(err))) < 0 ||
-        (r = leader_init(&app, err, sizeof(err))) < 0) {
+        (r = leader_init(&app, err, sizeof(err))) < 0 ||
+        (r = warmpool_start(&app, err, sizeof(err))) < 0) {
         log_error("start-up failed: %s", err);
         sbx_config_free(&app.cfg);
         return 1;

@@ -615,10 +615,10 @@ int k8s_exec_start(struct k8s_client *c, const struct k8s_exec_opts *o, struct k
         return -EINVAL;
     }
     /* Like kubectl: look the pod up first, so a missing pod is a typed NotFound (lws does not
-     * hand us the body of a refused upgrade). */
+     * hand us the body of a refused upgrade) — unless the caller knows the pod exists. */
     _cleanup_json_ yajl_val pod = NULL;
     _cleanup_free_ char *tok = NULL, *path = NULL;
-    int r = k8s_get(c, K8S_KIND_POD, o->ns, o->pod, &pod, err);
+    int r = o->no_lookup ? 0 : k8s_get(c, K8S_KIND_POD, o->ns, o->pod, &pod, err);
     if (r < 0)
         return r;
 

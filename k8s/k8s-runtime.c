@@ -27,6 +27,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/tar.h"
+#include "k8s/k8s-pool.h"
 #include "k8s/k8s-runtime.h"
 #include "k8s/k8s.h"
 #include "k8s/podspec.h"
@@ -59,6 +60,7 @@ struct krt {
     size_t n, cap;
     k8s_runtime_event_cb cb;
     void *cb_ud;
+    struct k8s_pool *pool;  /* warm pool (k8s-pool.c): fed by the same watch */
 };
 
 #define K(rt) ((struct krt *)(rt)->priv)
@@ -177,6 +179,7 @@ static int watch_cb(const struct k8s_watch_event *ev, void *ud)
 {
     struct krt *k = ud;
     pthread_mutex_lock(&k->mu);
+    k8s_pool_observe(k->pool, ev->type, ev->object);
     switch (ev->type) {
     case K8S_WATCH_RESYNC: {
         yajl_val items = k8s_list_items(ev->object);
@@ -288,12 +291,22 @@ static int k_create(struct sbx_runtime *rt, const struct sbx_sandbox_spec *spec,
         p->env[i] = xstrdup(spec->env[i]);
     char name[K8S_POD_NAME_MAX];
     snprintf(name, sizeof name, "%s", p->name);
+    bool have_pod = p->present; /* create is idempotent: a claimed pod is not claimed twice */
     pthread_mutex_unlock(&k->mu);
 
-    struct k8s_error e = { 0 };
-    r = k8s_pod_create(k->c, k->ns, json, NULL, &e);
-    if (r < 0 && e.type != K8S_ALREADY_EXISTS)
-        return kerr(-EIO, &e, err, errlen, "create pod");
+    /* a ready pod of the warm pool takes on the sandbox's identity, else a cold create */
+    if (!have_pod && (r = k8s_pool_claim(k->pool, spec, name, err, errlen)) != -ENOENT) {
+        if (r < 0)
+            return r;
+        pthread_mutex_lock(&k->mu);
+        snprintf(pod_get(k, spec->id)->name, sizeof name, "%s", name);
+        pthread_mutex_unlock(&k->mu);
+    } else if (!have_pod) {
+        struct k8s_error e = { 0 };
+        r = k8s_pod_create(k->c, k->ns, json, NULL, &e);
+        if (r < 0 && e.type != K8S_ALREADY_EXISTS)
+            return kerr(-EIO, &e, err, errlen, "create pod");
+    }
 
     /* wait for Running + Ready through the watch */
     pthread_mutex_lock(&k->mu);
@@ -337,11 +350,11 @@ static int k_destroy(struct sbx_runtime *rt, const char *id)
     if (!sbx_id_valid(id))
         return -EINVAL;
     wait_writes(k, id);
-    char name[K8S_POD_NAME_MAX];
-    k8s_pod_name(id, name);
+    char name[K8S_POD_NAME_MAX]; /* the watch's: a claimed pool pod has its own name */
     pthread_mutex_lock(&k->mu);
     struct pod *p = pod_get(k, id);
     p->deleting = true;
+    snprintf(name, sizeof name, "%s", p->name);
     pthread_mutex_unlock(&k->mu);
     struct k8s_delete_opts o = { .grace_period_s = 0 };
     struct k8s_error e = { 0 };
@@ -459,6 +472,7 @@ static int k_exec_start(struct sbx_runtime *rt, const char *id, const struct sbx
 
     struct k8s_exec_opts o = {
         .ns = k->ns, .pod = name, .container = K8S_CONTAINER_NAME, .argv = argv,
+        .no_lookup = true, /* the watch says it runs: no GET per exec */
     };
     struct k8s_error e = { 0 };
     int r = k8s_exec_start(k->c, &o, &x->ke, &e);
@@ -1047,6 +1061,7 @@ static void k_free(struct sbx_runtime *rt)
         return;
     struct krt *k = K(rt);
     k8s_watch_stop(k->w);
+    k8s_pool_free(k->pool); /* after the watch (it feeds the pool), before the client */
     k8s_client_free(k->c);
     for (size_t i = 0; i < k->n; i++) {
         for (size_t j = 0; k->pods[i].env && k->pods[i].env[j]; j++)
@@ -1106,6 +1121,17 @@ void k8s_runtime_set_callback(struct sbx_runtime *rt, k8s_runtime_event_cb cb, v
     pthread_mutex_unlock(&k->mu);
 }
 
+int k8s_runtime_pool_start(struct sbx_runtime *rt, const struct k8s_pool_spec *pools, size_t n,
+                           uint64_t max_age_s, bool (*may_fill)(void), char *err, size_t errlen)
+{
+    return k8s_pool_start(K(rt)->pool, pools, n, max_age_s, may_fill, err, errlen);
+}
+
+size_t k8s_runtime_pool_stats(struct sbx_runtime *rt, struct k8s_pool_stat *out, size_t max)
+{
+    return k8s_pool_stats(K(rt)->pool, out, max);
+}
+
 int k8s_runtime_start(const struct k8s_runtime_config *c, struct sbx_runtime **ret, char *err,
                       size_t errlen)
 {
@@ -1130,6 +1156,10 @@ int k8s_runtime_start(const struct k8s_runtime_config *c, struct sbx_runtime **r
     k->runtime_class = c->runtime_class && c->runtime_class[0] ? xstrdup(c->runtime_class) : NULL;
     k->uid = c->uid;
     k->timeout_s = c->timeout_s;
+    struct k8s_pool_base pb = { .c = k->c, .ns = k->ns, .image = k->image,
+                                .runtime_class = k->runtime_class, .uid = k->uid,
+                                .timeout_s = k->timeout_s };
+    k->pool = k8s_pool_new(&pb);
     pthread_mutex_init(&k->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -38,3 +38,41 @@ const char *k8s_runtime_namespace(struct sbx_runtime *rt);
 typedef void (*k8s_runtime_event_cb)(const char *id, enum sbx_state st, const char *reason,
                                      void *userdata);
 void k8s_runtime_set_callback(struct sbx_runtime *rt, k8s_runtime_event_cb cb, void *userdata);
+
+/* ---- warm pool (k8s/k8s-pool.c; docs/internals/K8S-RUNTIME.md "Warm pool") ----------------- */
+
+#define K8S_POOL_TEMPLATE_MAX 128 /* template names (controller/templates.c) */
+#define K8S_POOL_MAX 128          /* pools */
+#define K8S_POOL_MAX_SIZE 1000    /* idle pods per pool */
+
+/* One pool: `size` idle, ready pods of one shape. A create whose sbx_sandbox_spec.pool is
+ * `template` and whose cpus, memory and network equal the pool's claims one of them instead of
+ * creating a pod; anything else is a cold create. */
+struct k8s_pool_spec {
+    const char *template;
+    unsigned size;
+    unsigned cpus_milli;
+    uint64_t memory_bytes;
+    bool network;
+};
+
+/* Configures the pools (copied) and starts the filler thread. The filler acts only while
+ * may_fill() is true (the controller passes leader_is_leader; NULL = always): it creates the
+ * missing idle pods, and deletes idle pods of templates without a pool (n = 0: all of them),
+ * of an outdated shape, failed ones, surplus ones, and those older than max_age_s (pool pods
+ * get activeDeadlineSeconds = the runtime's timeout_s + 2 × max_age_s, so a claimed pod always
+ * has at least timeout_s left). Call once, after k8s_runtime_start. -EINVAL bad specs (err). */
+int k8s_runtime_pool_start(struct sbx_runtime *rt, const struct k8s_pool_spec *pools, size_t n,
+                           uint64_t max_age_s, bool (*may_fill)(void), char *err,
+                           size_t errlen);
+
+struct k8s_pool_stat {
+    char template[K8S_POOL_TEMPLATE_MAX + 1];
+    unsigned size;      /* configured */
+    unsigned ready;     /* idle and ready: claimable now */
+    unsigned starting;  /* idle, not ready yet */
+    uint64_t claims;    /* creates served from the pool by this process */
+    uint64_t misses;    /* creates of the pool's shape that found no ready pod (went cold) */
+};
+/* Copies up to max pools' figures into out; returns how many pools there are. Thread-safe. */
+size_t k8s_runtime_pool_stats(struct sbx_runtime *rt, struct k8s_pool_stat *out, size_t max);

@@ -272,6 +272,9 @@ struct k8s_exec_opts {
     bool tty;                       /* tty=true: stderr merged into stdout by the server */
     unsigned rows, cols;            /* initial size for tty (sent on channel 4), 0 = none */
     bool force_v4;                  /* offer only v4.channel.k8s.io (tests) */
+    bool no_lookup;                 /* skip the pod GET before the handshake (the caller knows
+                                       the pod from a watch); a missing pod is then a refused
+                                       upgrade (K8S_PROTOCOL), not a typed NotFound */
     unsigned connect_timeout_ms;    /* handshake; 0 = 15000 */
     unsigned timeout_ms;            /* whole exec; 0 = none. Expiry → -ETIMEDOUT, never success */
 };

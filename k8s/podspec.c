@@ -118,22 +118,35 @@ static void mount(yajl_gen g, const char *name, const char *path)
     yajl_gen_map_close(g);
 }
 
-int k8s_podspec_pod(const struct k8s_pod_opts *o, char **ret, size_t *ret_len)
+/* Checks what both pod kinds share; fills uid and the emptyDir sizes. */
+static int common_opts(const struct k8s_pod_opts *o, uint32_t *uid, uint64_t *ws, uint64_t *tmp)
 {
-    char name[K8S_POD_NAME_MAX];
-    if (!o || !o->image || !o->image[0] || k8s_pod_name(o->sandbox_id, name) < 0)
+    if (!o || !o->image || !o->image[0])
         return -EINVAL;
-    if (o->org_id && !label_value_ok(o->org_id))
-        return -EINVAL;
-    uint32_t uid = o->uid ? o->uid : 10001;
-    uint64_t ws = o->workspace_bytes ? o->workspace_bytes : 1ULL << 30;
-    uint64_t tmp = o->tmp_bytes ? o->tmp_bytes : 256ULL << 20;
+    *uid = o->uid ? o->uid : 10001;
+    *ws = o->workspace_bytes ? o->workspace_bytes : 1ULL << 30;
+    *tmp = o->tmp_bytes ? o->tmp_bytes : 256ULL << 20;
     for (size_t i = 0; o->env && o->env[i]; i++)
         if (!strchr(o->env[i], '=') || o->env[i][0] == '=')
             return -EINVAL;
     for (size_t i = 0; o->node_selector && o->node_selector[i]; i++)
         if (!strchr(o->node_selector[i], '=') || o->node_selector[i][0] == '=')
             return -EINVAL;
+    return 0;
+}
+
+static void pod_spec(yajl_gen g, const struct k8s_pod_opts *o, uint32_t uid, uint64_t ws,
+                     uint64_t tmp);
+
+int k8s_podspec_pod(const struct k8s_pod_opts *o, char **ret, size_t *ret_len)
+{
+    char name[K8S_POD_NAME_MAX];
+    uint32_t uid;
+    uint64_t ws, tmp;
+    if (common_opts(o, &uid, &ws, &tmp) < 0 || k8s_pod_name(o->sandbox_id, name) < 0)
+        return -EINVAL;
+    if (o->org_id && !label_value_ok(o->org_id))
+        return -EINVAL;
 
     _cleanup_jgen_ yajl_gen g = sbx_jgen_new();
     yajl_gen_map_open(g);
@@ -157,7 +170,96 @@ int k8s_podspec_pod(const struct k8s_pod_opts *o, char **ret, size_t *ret_len)
     yajl_gen_map_close(g);
     sbx_jgen_kstr(g, "name", name);
     yajl_gen_map_close(g);
+    pod_spec(g, o, uid, ws, tmp);
+    yajl_gen_map_close(g);
+    *ret = sbx_jgen_take(g, ret_len);
+    return 0;
+}
 
+void k8s_pool_label_value(const char *tpl, char out[K8S_LABEL_VALUE_MAX + 1])
+{
+    if (tpl && label_value_ok(tpl)) {
+        snprintf(out, K8S_LABEL_VALUE_MAX + 1, "%s", tpl);
+        return;
+    }
+    char hex[SBX_SHA256_HEX_LEN + 1];
+    sbx_sha256_hex(tpl ? tpl : "", tpl ? strlen(tpl) : 0, hex);
+    snprintf(out, K8S_LABEL_VALUE_MAX + 1, "h-%.16s", hex);
+}
+
+int k8s_podspec_pool_pod(const struct k8s_pod_opts *o, const char *pod_name, const char *tpl,
+                         const char *shape, char **ret, size_t *ret_len)
+{
+    uint32_t uid;
+    uint64_t ws, tmp;
+    if (common_opts(o, &uid, &ws, &tmp) < 0 || o->sandbox_id || o->org_id || o->env ||
+        !pod_name || !label_value_ok(pod_name) || !tpl || !tpl[0] || !shape ||
+        !label_value_ok(shape))
+        return -EINVAL;
+    for (const char *c = pod_name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
+            return -EINVAL; /* DNS-1123 label */
+    char lv[K8S_LABEL_VALUE_MAX + 1];
+    k8s_pool_label_value(tpl, lv);
+
+    _cleanup_jgen_ yajl_gen g = sbx_jgen_new();
+    yajl_gen_map_open(g);
+    sbx_jgen_kstr(g, "apiVersion", "v1");
+    sbx_jgen_kstr(g, "kind", "Pod");
+    sbx_jgen_key(g, "metadata");
+    yajl_gen_map_open(g);
+    sbx_jgen_key(g, "annotations");
+    yajl_gen_map_open(g);
+    sbx_jgen_kstr(g, K8S_ANNOTATION_POOL, tpl);
+    sbx_jgen_kstr(g, K8S_ANNOTATION_POOL_SHAPE, shape);
+    yajl_gen_map_close(g);
+    sbx_jgen_key(g, "labels");
+    yajl_gen_map_open(g);
+    sbx_jgen_kstr(g, K8S_LABEL_APP, K8S_APP_VALUE);
+    if (o->network)
+        sbx_jgen_kstr(g, K8S_LABEL_NETWORK, "egress");
+    sbx_jgen_kstr(g, K8S_LABEL_POOL, lv);
+    yajl_gen_map_close(g);
+    sbx_jgen_kstr(g, "name", pod_name);
+    yajl_gen_map_close(g);
+    pod_spec(g, o, uid, ws, tmp);
+    yajl_gen_map_close(g);
+    *ret = sbx_jgen_take(g, ret_len);
+    return 0;
+}
+
+int k8s_podspec_claim_patch(const char *rv, const char *sandbox_id, const char *org_id,
+                            char **ret, size_t *ret_len)
+{
+    char name[K8S_POD_NAME_MAX];
+    if (!rv || !rv[0] || k8s_pod_name(sandbox_id, name) < 0 ||
+        (org_id && !label_value_ok(org_id)))
+        return -EINVAL;
+    _cleanup_jgen_ yajl_gen g = sbx_jgen_new();
+    yajl_gen_map_open(g);
+    sbx_jgen_key(g, "metadata");
+    yajl_gen_map_open(g);
+    sbx_jgen_key(g, "annotations");
+    yajl_gen_map_open(g);
+    sbx_jgen_kstr(g, K8S_ANNOTATION_SANDBOX, sandbox_id);
+    yajl_gen_map_close(g);
+    sbx_jgen_key(g, "labels");
+    yajl_gen_map_open(g);
+    if (org_id)
+        sbx_jgen_kstr(g, K8S_LABEL_ORG, org_id);
+    sbx_jgen_kstr(g, K8S_LABEL_SANDBOX, label_value_ok(sandbox_id) ? sandbox_id : name + 4);
+    sbx_jgen_knull(g, K8S_LABEL_POOL); /* merge patch: null removes the key */
+    yajl_gen_map_close(g);
+    sbx_jgen_kstr(g, "resourceVersion", rv); /* the precondition: 409 Conflict if it moved */
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    *ret = sbx_jgen_take(g, ret_len);
+    return 0;
+}
+
+static void pod_spec(yajl_gen g, const struct k8s_pod_opts *o, uint32_t uid, uint64_t ws,
+                     uint64_t tmp)
+{
     sbx_jgen_key(g, "spec");
     yajl_gen_map_open(g);
     if (o->timeout_s)
@@ -264,9 +366,6 @@ int k8s_podspec_pod(const struct k8s_pod_opts *o, char **ret, size_t *ret_len)
     volume(g, "tmp", tmp);
     yajl_gen_array_close(g);
     yajl_gen_map_close(g);
-    yajl_gen_map_close(g);
-    *ret = sbx_jgen_take(g, ret_len);
-    return 0;
 }
 
 static void netpol_head(yajl_gen g, const char *name, bool egress_label)

@@ -26,6 +26,13 @@
 #define K8S_LABEL_ORG "sandboxd.io/org-id"
 #define K8S_LABEL_NETWORK "sandboxd.io/network"    /* "egress" when the template allows it */
 #define K8S_ANNOTATION_SANDBOX "sandboxd.io/sandbox-id" /* the exact id (labels are ≤ 63) */
+/* Warm pool (docs/internals/K8S-RUNTIME.md "Warm pool"): an idle pool pod has the label (the
+ * template as a label value) and both annotations (the exact template, the pool shape) but no
+ * sandbox label or annotation; a claim adds those and removes the label. */
+#define K8S_LABEL_POOL "sandboxd.io/warm-pool"
+#define K8S_ANNOTATION_POOL "sandboxd.io/warm-pool"
+#define K8S_ANNOTATION_POOL_SHAPE "sandboxd.io/warm-pool-shape"
+#define K8S_LABEL_VALUE_MAX 63
 #define K8S_CONTAINER_NAME "sandbox"
 #define K8S_NETPOL_DENY "sandboxd-deny-all"
 #define K8S_NETPOL_EGRESS "sandboxd-public-egress"
@@ -58,6 +65,23 @@ int k8s_pod_name(const char *sandbox_id, char out[K8S_POD_NAME_MAX]);
 
 /* The Pod object (apiVersion v1). *ret malloc'ed, NUL-terminated. -EINVAL bad options. */
 int k8s_podspec_pod(const struct k8s_pod_opts *o, char **ret, size_t *ret_len);
+
+/* An idle warm-pool pod: the same pod as k8s_podspec_pod (o->sandbox_id, o->org_id and o->env
+ * must be NULL: a pool pod belongs to nobody yet) named pod_name (a DNS-1123 label), with
+ * K8S_LABEL_POOL (k8s_pool_label_value(tpl)), K8S_ANNOTATION_POOL = tpl and
+ * K8S_ANNOTATION_POOL_SHAPE = shape (a label-value-safe token). -EINVAL bad options. */
+int k8s_podspec_pool_pod(const struct k8s_pod_opts *o, const char *pod_name, const char *tpl,
+                         const char *shape, char **ret, size_t *ret_len);
+
+/* The JSON merge patch that claims a pool pod for a sandbox: metadata.resourceVersion = rv (the
+ * API server refuses it with 409 Conflict if the pod changed since), the sandbox annotation and
+ * labels as k8s_podspec_pod sets them (org label only when org_id), K8S_LABEL_POOL removed.
+ * -EINVAL for an invalid id, org id or empty rv. */
+int k8s_podspec_claim_patch(const char *rv, const char *sandbox_id, const char *org_id,
+                            char **ret, size_t *ret_len);
+
+/* A template name as a label value: itself when valid, else "h-" + 16 hex of its sha256. */
+void k8s_pool_label_value(const char *tpl, char out[K8S_LABEL_VALUE_MAX + 1]);
 
 /* The NetworkPolicies for the sandbox namespace (both must exist; creating them is
  * idempotent through AlreadyExists):

@@ -43,6 +43,8 @@ struct sbx_sandbox_spec {
     bool network;              /* reserved: the local backend always gives loopback only */
     const char *const *env;    /* KEY=VAL, NULL-terminated or NULL: default env for every exec */
     const char *org_id;        /* owner, for backends that label (k8s); NULL = unknown */
+    const char *pool;          /* warm pool (template name) the sandbox may be claimed from
+                                  when its shape matches (k8s); NULL = always a cold create */
 };
 
 struct sbx_exec_spec {

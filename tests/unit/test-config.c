@@ -126,7 +126,7 @@ static void test_defaults(void)
 
     size_t n;
     sbx_config_schema(&n);
-    is_int(n, 59 + 58 + 4 + 4, "schema has one row per setting"); /* 41 + 15 storage.* + 3 webhooks.* + 58 issue 8 + 4 k8s.* + 4 leader.* */
+    is_int(n, 59 + 58 + 5 + 4, "schema has one row per setting"); /* 41 + 15 storage.* + 3 webhooks.* + 58 issue 8 + 5 k8s.* + 4 leader.* */
     /* Plans (issue 8): the defaults the issue fixes. */
     is_int(c.plans.free.monthly_sandboxes, 50, "default plans.free.monthly_sandboxes");
     is_int(c.plans.free.max_concurrent, 2, "default plans.free.max_concurrent");

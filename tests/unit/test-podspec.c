@@ -1,6 +1,7 @@
 /*
- * test-podspec.c — k8s/podspec.c: golden JSON of the sandbox pod and the NetworkPolicies
- * (tests/unit/data/podspec-*.json; SBX_UPDATE_GOLDEN=1 rewrites them), the pod name rules, and
+ * test-podspec.c — k8s/podspec.c: golden JSON of the sandbox pod, the warm-pool pod, its claim
+ * patch and the NetworkPolicies (tests/unit/data/podspec-*.json; SBX_UPDATE_GOLDEN=1 rewrites
+ * them), the pod name rules, and
  * the generated pod checked field by field against the "restricted" Pod Security Standard plus
  * our own hardening.
  */
@@ -203,6 +204,67 @@ int main(void)
     bad = o;
     bad.env = badenv;
     ok(k8s_podspec_pod(&bad, &json, &len) == -EINVAL, "bad env refused");
+
+    /* warm-pool pod: the same restricted pod, owned by nobody (no sandbox/org label or
+     * annotation, no env), with the pool's label and annotations */
+    struct k8s_pod_opts po = o;
+    po.sandbox_id = po.org_id = NULL;
+    po.env = NULL;
+    ok(k8s_podspec_pool_pod(&po, "sbxw-base-0123456789", "base", "00112233aabbccdd", &json,
+                            &len) == 0, "pool pod generated");
+    golden("podspec-pool-pod.json", json, len);
+    pod = NULL;
+    ok(sbx_json_parse(json, len, 1 << 20, 32, &pod, err, sizeof err) == 0, "pool pod parses");
+    check_restricted(pod);
+    yajl_val labels = AT(pod, "metadata", "labels"), ann = AT(pod, "metadata", "annotations");
+    ok(streq(sbx_json_get_str(labels, K8S_LABEL_APP), "sandboxd") &&
+           streq(sbx_json_get_str(labels, K8S_LABEL_POOL), "base") &&
+           !sbx_json_get(labels, K8S_LABEL_SANDBOX) && !sbx_json_get(labels, K8S_LABEL_ORG),
+       "pool labels: app + pool, no sandbox or org");
+    ok(streq(sbx_json_get_str(ann, K8S_ANNOTATION_POOL), "base") &&
+           streq(sbx_json_get_str(ann, K8S_ANNOTATION_POOL_SHAPE), "00112233aabbccdd") &&
+           !sbx_json_get(ann, K8S_ANNOTATION_SANDBOX), "pool annotations");
+    ok(streq(sbx_json_get_str(AT(pod, "metadata"), "name"), "sbxw-base-0123456789"), "pool name");
+    ok(!sbx_json_get(AT(pod, "spec", "containers")->u.array.values[0], "env"),
+       "no env in a pool pod");
+    yajl_tree_free(pod);
+    free(json);
+    ok(k8s_podspec_pool_pod(&o, "sbxw-x-1", "base", "0", &json, &len) == -EINVAL,
+       "a pool pod with a sandbox id refused");
+    ok(k8s_podspec_pool_pod(&po, "Bad_Name", "base", "0", &json, &len) == -EINVAL &&
+           k8s_podspec_pool_pod(&po, "sbxw-x-1", "", "0", &json, &len) == -EINVAL &&
+           k8s_podspec_pool_pod(&po, "sbxw-x-1", "base", "not a shape", &json, &len) == -EINVAL,
+       "bad pool pod name, template, shape refused");
+    char lv[K8S_LABEL_VALUE_MAX + 1], lv2[K8S_LABEL_VALUE_MAX + 1];
+    char longname[130];
+    memset(longname, 'a', 128);
+    longname[128] = 0;
+    k8s_pool_label_value("python-basic", lv);
+    ok(streq(lv, "python-basic"), "template as label value");
+    k8s_pool_label_value(longname, lv);
+    k8s_pool_label_value("x.", lv2);
+    ok(strncmp(lv, "h-", 2) == 0 && strlen(lv) == 18 && strncmp(lv2, "h-", 2) == 0 &&
+           strcmp(lv, lv2) != 0, "invalid label values hashed: %s %s", lv, lv2);
+
+    /* the claim: one merge patch, resourceVersion precondition, pool label removed */
+    ok(k8s_podspec_claim_patch("1234", o.sandbox_id, o.org_id, &json, &len) == 0, "claim patch");
+    golden("podspec-claim-patch.json", json, len);
+    pod = NULL;
+    ok(sbx_json_parse(json, len, 1 << 20, 32, &pod, err, sizeof err) == 0, "claim patch parses");
+    labels = AT(pod, "metadata", "labels");
+    yajl_val pl = labels ? sbx_json_get(labels, K8S_LABEL_POOL) : NULL;
+    ok(streq(sbx_json_get_str(AT(pod, "metadata"), "resourceVersion"), "1234") &&
+           streq(sbx_json_get_str(AT(pod, "metadata", "annotations"), K8S_ANNOTATION_SANDBOX),
+                 o.sandbox_id) &&
+           streq(sbx_json_get_str(labels, K8S_LABEL_SANDBOX), o.sandbox_id) &&
+           streq(sbx_json_get_str(labels, K8S_LABEL_ORG), o.org_id) && pl && YAJL_IS_NULL(pl),
+       "claim patch: precondition, identity, pool label null");
+    yajl_tree_free(pod);
+    free(json);
+    ok(k8s_podspec_claim_patch("", o.sandbox_id, NULL, &json, &len) == -EINVAL &&
+           k8s_podspec_claim_patch("1", "a/b", NULL, &json, &len) == -EINVAL &&
+           k8s_podspec_claim_patch("1", o.sandbox_id, "not a label", &json, &len) == -EINVAL,
+       "claim patch: no rv, bad id, bad org refused");
 
     ok(k8s_podspec_netpol_deny(&json, &len) == 0, "deny policy");
     golden("podspec-netpol-deny.json", json, len);
