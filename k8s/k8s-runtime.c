@@ -6,7 +6,9 @@
  * client's pods/exec WebSocket; every command is wrapped in a tiny `sh` script that sets the
  * cwd and env (the exec API has neither) and records its pid for signal(). Files move as tar
  * streams through exec; what comes back from the pod is parsed by the strict reader
- * (common/tar.h) into an unlinked temp file and nothing else.
+ * (common/tar.h) into an unlinked temp file and nothing else. The warm pool (k8s-pool.c) is fed
+ * by the same watch; create claims a pool pod when the sandbox's shape matches one, and a
+ * sandbox's pod is always found by its annotation (a claimed pod keeps its pool name).
  */
 #include <errno.h>
 #include <fcntl.h>
