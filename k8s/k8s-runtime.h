@@ -9,6 +9,9 @@
 
 #include "runtime/runtime.h"
 
+/* How long create waits for the pod to be Running and Ready (image pull included). */
+#define K8S_RUNTIME_CREATE_TIMEOUT_S 180
+
 struct k8s_runtime_config {
     const char *kubeconfig;     /* NULL/"" = in-cluster if KUBERNETES_SERVICE_HOST, else $KUBECONFIG */
     const char *ns;             /* NULL/"" = the config's namespace */
