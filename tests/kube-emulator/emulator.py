@@ -528,7 +528,8 @@ class Emulator:
 
 class PodRuntime:
     """The sandbox behind one pod, its main process and its log. Its status moves as a kubelet
-    would report it (every change a MODIFIED event): Pending/ContainerCreating → (image pull
+    would report it (every change a MODIFIED event): Pending (ContainerCreating while a start
+    delay lasts) → (image pull
     failure: ErrImagePull ⇄ ImagePullBackOff until the image exists) → Running (Ready at once,
     or after the ready-delay fault) → Succeeded/Failed when the main process ends, the
     activeDeadlineSeconds pass (DeadlineExceeded) or a fault kills it (OOMKilled, Evicted)."""
@@ -618,7 +619,8 @@ class PodRuntime:
                 return False
 
     def _start(self, pod):
-        if not self._waiting("ContainerCreating"):
+        # a start without delay goes straight to Running (the kubelet's status updates coalesce)
+        if self.start_delay > 0 and not self._waiting("ContainerCreating"):
             return
         time.sleep(self.start_delay)
         if not self._pull(pod):
