@@ -1084,7 +1084,9 @@ static int k_mkdir_p(struct sbx_runtime *rt, const char *id, const char *path, u
 static int k_stats(struct sbx_runtime *rt, const char *id, struct sbx_sandbox_stats *ret)
 {
     enum sbx_state st;
-    k_status(rt, id, &st, NULL);
+    int r = k_status(rt, id, &st, NULL);
+    if (r < 0)
+        return r;
     if (st != SBX_STATE_RUNNING)
         return -ENOENT;
     static const char script[] =
@@ -1093,7 +1095,7 @@ static int k_stats(struct sbx_runtime *rt, const char *id, struct sbx_sandbox_st
         "$(cat $c/memory.peak 2>/dev/null || echo 0) $(cat $c/pids.current 2>/dev/null || echo 0) "
         "$(sed -n 's/^oom_kill //p' $c/memory.events 2>/dev/null || echo 0)\"";
     struct sbx_exec_output out;
-    int r = run_script(rt, id, script, NULL, NULL, 0, 4096, &out);
+    r = run_script(rt, id, script, NULL, NULL, 0, 4096, &out);
     if (r < 0)
         return r;
     struct sbx_sandbox_stats s = { 0 };
