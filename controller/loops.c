@@ -9,7 +9,9 @@
  * committed, so any runtime sandbox started before the list has a row visible to the later
  * query). Then, per row:
  *   running, runtime not RUNNING            → error "sandbox process exited" (Kubernetes: the
- *                                             pod's typed reason), leftovers cleaned
+ *                                             pod's typed reason; without one, the API server
+ *                                             is asked first: the watch may lag), leftovers
+ *                                             cleaned
  *   creating, older than CREATE_GRACE_S     → running if the runtime has it (daemon died between
  *                                             the runtime create and the status update), else
  *                                             error "creation did not complete"
@@ -218,15 +220,19 @@ void reconcile_once(struct app *app, struct db *db)
         }
         sandbox_lock(id);
         enum sbx_state now_st = st;
-        if (app->rt->ops->status(app->rt, id, &now_st, NULL) < 0) { /* re-check under the lock */
-            sandbox_unlock(id); /* the runtime cannot tell now: next pass */
-            continue;
-        }
+        app->rt->ops->status(app->rt, id, &now_st, NULL); /* re-check under the lock */
         /* Kubernetes: the typed reason the pod watch saw (deleted, oom, evicted, ...) */
         bool kube = strcmp(app->rt->ops->name, "kubernetes") == 0;
         char why[32] = "";
         if (kube)
             k8s_runtime_reason(app->rt, id, why, sizeof(why));
+        /* A running row whose pod this daemon's watch shows not running, for no reason it saw:
+         * the cache may lag behind the replica that created it — the API server decides. */
+        if (kube && strcmp(status, "running") == 0 && now_st != SBX_STATE_RUNNING && !why[0] &&
+            k8s_runtime_status_live(app->rt, id, &now_st) < 0) {
+            sandbox_unlock(id); /* cannot tell now: next pass */
+            continue;
+        }
         /* a pending pod (listed, not running, no reason) may still start */
         double grace = kube && st == SBX_STATE_EXITED && !why[0]
                            ? K8S_RUNTIME_CREATE_TIMEOUT_S + CREATE_GRACE_S

@@ -368,34 +368,12 @@ static int k_create(struct sbx_runtime *rt, const struct sbx_sandbox_spec *spec,
     return r;
 }
 
-/* The cache, unless it may lag: when it does not show the pod running and knows no reason why
- * (another replica created it and saw it Ready first; the pod went away while this daemon was
- * down), the API server is asked. Nothing is written into the cache: the watch stays its only
- * writer, so an answer older than the next event cannot overwrite it. */
 static int k_status(struct sbx_runtime *rt, const char *id, enum sbx_state *ret, pid_t *ret_pid)
 {
     struct krt *k = K(rt);
-    if (!sbx_id_valid(id))
-        return -EINVAL;
     pthread_mutex_lock(&k->mu);
-    struct pod *p = pod_find(k, id);
-    enum sbx_state st = pod_state(p);
-    bool doubt = st != SBX_STATE_RUNNING && !(p && (p->reason[0] || p->deleting));
+    *ret = pod_state(pod_find(k, id));
     pthread_mutex_unlock(&k->mu);
-    if (doubt) {
-        char name[K8S_POD_NAME_MAX];
-        k8s_pod_name(id, name);
-        _cleanup_json_ yajl_val obj = NULL;
-        struct k8s_error e = { 0 };
-        int r = k8s_pod_get(k->c, k->ns, name, &obj, &e);
-        if (r < 0 && e.type != K8S_NOT_FOUND)
-            return -EIO;
-        struct pod seen = { 0 };
-        if (r >= 0)
-            pod_observe(&seen, obj);
-        st = pod_state(&seen);
-    }
-    *ret = st;
     if (ret_pid)
         *ret_pid = 0;
     return 0;
@@ -1084,9 +1062,7 @@ static int k_mkdir_p(struct sbx_runtime *rt, const char *id, const char *path, u
 static int k_stats(struct sbx_runtime *rt, const char *id, struct sbx_sandbox_stats *ret)
 {
     enum sbx_state st;
-    int r = k_status(rt, id, &st, NULL);
-    if (r < 0)
-        return r;
+    k_status(rt, id, &st, NULL);
     if (st != SBX_STATE_RUNNING)
         return -ENOENT;
     static const char script[] =
@@ -1095,7 +1071,7 @@ static int k_stats(struct sbx_runtime *rt, const char *id, struct sbx_sandbox_st
         "$(cat $c/memory.peak 2>/dev/null || echo 0) $(cat $c/pids.current 2>/dev/null || echo 0) "
         "$(sed -n 's/^oom_kill //p' $c/memory.events 2>/dev/null || echo 0)\"";
     struct sbx_exec_output out;
-    r = run_script(rt, id, script, NULL, NULL, 0, 4096, &out);
+    int r = run_script(rt, id, script, NULL, NULL, 0, 4096, &out);
     if (r < 0)
         return r;
     struct sbx_sandbox_stats s = { 0 };
@@ -1162,6 +1138,27 @@ void k8s_runtime_reason(struct sbx_runtime *rt, const char *id, char *buf, size_
     struct pod *p = pod_find(k, id);
     snprintf(buf, len, "%s", p ? p->reason : "");
     pthread_mutex_unlock(&k->mu);
+}
+
+int k8s_runtime_status_live(struct sbx_runtime *rt, const char *id, enum sbx_state *ret)
+{
+    struct krt *k = K(rt);
+    if (!sbx_id_valid(id))
+        return -EINVAL;
+    char name[K8S_POD_NAME_MAX];
+    k8s_pod_name(id, name);
+    _cleanup_json_ yajl_val obj = NULL;
+    struct k8s_error e = { 0 };
+    int r = k8s_pod_get(k->c, k->ns, name, &obj, &e);
+    if (r < 0 && e.type != K8S_NOT_FOUND)
+        return -EIO;
+    /* evaluated, not cached: the watch stays the cache's only writer, so this answer cannot
+     * overwrite a newer event */
+    struct pod seen = { 0 };
+    if (r >= 0)
+        pod_observe(&seen, obj);
+    *ret = pod_state(&seen);
+    return 0;
 }
 
 const char *k8s_runtime_namespace(struct sbx_runtime *rt)
