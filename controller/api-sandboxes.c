@@ -26,6 +26,7 @@
 #include "controller/templates.h"
 #include "controller/validate.h"
 #include "controller/warmpool.h"
+#include "k8s/k8s-runtime.h"
 #include "runtime/runtime.h"
 #include "storage/db.h"
 
@@ -365,18 +366,29 @@ API_HANDLER(api_sandbox_create)
     sandbox_env_free(env_arr);
     if (rr < 0) {
         log_error("sandbox %s: create failed: %s", id, err);
+        /* Kubernetes: the typed reason the pod watch saw (image_pull, oom, evicted, ...) */
+        char why[32] = "";
+        if (strcmp(ctx->app->rt->ops->name, "kubernetes") == 0)
+            k8s_runtime_reason(ctx->app->rt, id, why, sizeof(why));
+        const char *reason = why[0] ? why : "the sandbox could not be started";
+        /* only from 'creating': the reconciler may have recorded the failure already */
         r = db_query(ctx->db,
                      "UPDATE sandboxes SET status = 'error', status_reason = $2, "
-                     "  stopped_at = now() WHERE id = $1",
-                     2, (const char *[]){ id, "the sandbox could not be started" }, NULL);
-        if (r >= 0)
-            r = events_emit(ctx->db, req->who.org_id, id, "sandbox.error",
-                            "{\"reason\":\"the sandbox could not be started\"}");
+                     "  stopped_at = now() WHERE id = $1 AND status = 'creating'",
+                     2, (const char *[]){ id, reason }, NULL);
+        if (r > 0) {
+            _cleanup_free_ char *data = events_data_reason(reason);
+            r = events_emit(ctx->db, req->who.org_id, id, "sandbox.error", data);
+        }
         if (r >= 0)
             db_commit(ctx->db);
         else
             db_rollback(ctx->db);
-        http_error(resp, 500, "sandbox_start_failed", "the sandbox could not be started");
+        if (why[0])
+            http_error(resp, 500, "sandbox_start_failed",
+                       "the sandbox could not be started (%s)", why);
+        else
+            http_error(resp, 500, "sandbox_start_failed", "the sandbox could not be started");
         return;
     }
     if (from_ckpt) {

@@ -8,11 +8,19 @@
  * the active rows (a sandbox is created in the runtime only after its 'creating' row
  * committed, so any runtime sandbox started before the list has a row visible to the later
  * query). Then, per row:
- *   running, runtime not RUNNING            → error "sandbox process exited", leftovers cleaned
+ *   running, runtime not RUNNING            → error "sandbox process exited" (Kubernetes: the
+ *                                             pod's typed reason; without one, the API server
+ *                                             is asked first: the watch may lag), leftovers
+ *                                             cleaned
  *   creating, older than CREATE_GRACE_S     → running if the runtime has it (daemon died between
  *                                             the runtime create and the status update), else
  *                                             error "creation did not complete"
+ *   creating, Kubernetes                    → the pod decides at once: Ready → running; a typed
+ *                                             reason (image_pull, ...) → error with it; a pod
+ *                                             still pending waits out the pod start timeout
  *   terminating                             → finish the termination
+ * Adopting a row as running emits sandbox.ready (reason "adopted"); the creating API call, if
+ * still alive, finds the row no longer 'creating' and reports it as it is.
  * and per runtime sandbox without an active row → stopped (orphan; the workspace is kept).
  * Every action takes the sandbox's lifecycle lock, so it never races an API call. Only rows
  * whose runtime_ref is this daemon's instance are considered: daemons sharing a database
@@ -161,9 +169,10 @@ static int set_status(struct db *db, const char *org, const char *id, const char
                      "      ELSE stopped_at END "
                      " WHERE id = $1 AND status = $2",
                      4, (const char *[]){ id, from, to, reason }, NULL);
-    if (r > 0 && strcmp(to, "error") == 0) {
-        _cleanup_free_ char *data = events_data_reason(reason);
-        int er = events_emit(db, org, id, "sandbox.error", data);
+    if (r > 0 && (strcmp(to, "error") == 0 || strcmp(to, "running") == 0)) {
+        _cleanup_free_ char *data = events_data_reason(reason ? reason : "adopted");
+        int er = events_emit(db, org, id, strcmp(to, "error") == 0 ? "sandbox.error"
+                                                                   : "sandbox.ready", data);
         if (er < 0)
             r = er;
     }
@@ -212,22 +221,39 @@ void reconcile_once(struct app *app, struct db *db)
         sandbox_lock(id);
         enum sbx_state now_st = st;
         app->rt->ops->status(app->rt, id, &now_st, NULL); /* re-check under the lock */
+        /* Kubernetes: the typed reason the pod watch saw (deleted, oom, evicted, ...) */
+        bool kube = strcmp(app->rt->ops->name, "kubernetes") == 0;
+        char why[32] = "";
+        if (kube)
+            k8s_runtime_reason(app->rt, id, why, sizeof(why));
+        /* A running row whose pod this daemon's watch shows not running, for no reason it saw:
+         * the cache may lag behind the replica that created it — the API server decides. */
+        if (kube && strcmp(status, "running") == 0 && now_st != SBX_STATE_RUNNING && !why[0] &&
+            k8s_runtime_status_live(app->rt, id, &now_st) < 0) {
+            sandbox_unlock(id); /* cannot tell now: next pass */
+            continue;
+        }
+        /* a pending pod (listed, not running, no reason) may still start */
+        double grace = kube && st == SBX_STATE_EXITED && !why[0]
+                           ? K8S_RUNTIME_CREATE_TIMEOUT_S + CREATE_GRACE_S
+                           : CREATE_GRACE_S;
         if (strcmp(status, "running") == 0 && now_st != SBX_STATE_RUNNING) {
-            /* Kubernetes: the typed reason the pod watch saw (deleted, oom, evicted, ...) */
-            char why[32] = "";
-            if (strcmp(app->rt->ops->name, "kubernetes") == 0)
-                k8s_runtime_reason(app->rt, id, why, sizeof(why));
             if (set_status(db, org, id, "running", "error",
                            why[0] ? why : "sandbox process exited") > 0) {
                 log_action("lost: marked error", id, org);
                 app->rt->ops->stop(app->rt, id);
             }
-        } else if (strcmp(status, "creating") == 0 && age > CREATE_GRACE_S) {
-            if (now_st == SBX_STATE_RUNNING) {
-                if (set_status(db, org, id, "creating", "running", NULL) > 0)
-                    log_action("adopted", id, org);
-            } else if (set_status(db, org, id, "creating", "error",
-                                  "creation did not complete") > 0) {
+        } else if (strcmp(status, "creating") == 0 && now_st == SBX_STATE_RUNNING &&
+                   (kube || age > CREATE_GRACE_S)) {
+            if (set_status(db, org, id, "creating", "running", NULL) > 0)
+                log_action("adopted", id, org);
+        } else if (strcmp(status, "creating") == 0 && (kube && why[0])) {
+            if (set_status(db, org, id, "creating", "error", why) > 0) {
+                log_action("failed create: marked error", id, org);
+                app->rt->ops->stop(app->rt, id);
+            }
+        } else if (strcmp(status, "creating") == 0 && age > grace) {
+            if (set_status(db, org, id, "creating", "error", "creation did not complete") > 0) {
                 log_action("stale create: marked error", id, org);
                 app->rt->ops->stop(app->rt, id);
             }

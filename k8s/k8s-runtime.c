@@ -34,7 +34,8 @@
 #include "k8s/k8s.h"
 #include "k8s/podspec.h"
 
-#define CREATE_TIMEOUT_S 180
+#define CREATE_TIMEOUT_S K8S_RUNTIME_CREATE_TIMEOUT_S
+#define CREATE_POST_ATTEMPTS 6
 #define DELETE_TIMEOUT_S 60
 #define FILE_MAX (8ULL << 30)
 
@@ -131,15 +132,10 @@ static const char *waiting_reason(yajl_val cs)
     return NULL;
 }
 
-static void pod_update(struct krt *k, yajl_val obj)
+/* What a pod object says: p's present/running/ready/terminating/finished and its typed reason
+ * (written only when there is one). */
+static void pod_observe(struct pod *p, yajl_val obj)
 {
-    const char *id = k8s_obj_str(obj, "metadata", "annotations", K8S_ANNOTATION_SANDBOX, NULL);
-    if (!id || !sbx_id_valid(id))
-        return;
-    struct pod *p = pod_get(k, id);
-    const char *name = k8s_obj_name(obj);
-    if (name)
-        snprintf(p->name, sizeof p->name, "%s", name);
     const char *phase = k8s_obj_str(obj, "status", "phase", NULL);
     p->present = true;
     p->terminating = k8s_obj_str(obj, "metadata", "deletionTimestamp", NULL) != NULL;
@@ -164,6 +160,18 @@ static void pod_update(struct krt *k, yajl_val obj)
         why = "failed";
     if (why)
         snprintf(p->reason, sizeof p->reason, "%s", why);
+}
+
+static void pod_update(struct krt *k, yajl_val obj)
+{
+    const char *id = k8s_obj_str(obj, "metadata", "annotations", K8S_ANNOTATION_SANDBOX, NULL);
+    if (!id || !sbx_id_valid(id))
+        return;
+    struct pod *p = pod_get(k, id);
+    const char *name = k8s_obj_name(obj);
+    if (name)
+        snprintf(p->name, sizeof p->name, "%s", name);
+    pod_observe(p, obj);
     notify(k, p);
 }
 
@@ -252,6 +260,65 @@ static int kerr(int r, const struct k8s_error *e, char *err, size_t errlen, cons
     return r;
 }
 
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* POSTs the sandbox's pod. Its name is deterministic, so a retry cannot make a second pod:
+ * AlreadyExists (an earlier attempt whose answer was lost) is success. Retried: no answer
+ * (transport, timeout) and 5xx (an API server restarting, etcd trouble) with a doubling backoff
+ * that honours Retry-After; 429 the client retries itself. Anything else is final. */
+static int post_pod(struct krt *k, const char *json, struct k8s_error *e)
+{
+    unsigned backoff = 250;
+    for (int attempt = 1;; attempt++) {
+        int r = k8s_pod_create(k->c, k->ns, json, NULL, e);
+        if (r >= 0 || e->type == K8S_ALREADY_EXISTS)
+            return 0;
+        bool again = e->type == K8S_TRANSPORT || e->type == K8S_TIMEOUT ||
+                     (e->type == K8S_SERVER_ERROR && e->http_status != 501);
+        if (!again || attempt >= CREATE_POST_ATTEMPTS)
+            return r;
+        unsigned wait = backoff + (unsigned)(rand() % (int)(backoff / 2 + 1));
+        if (e->retry_after_s)
+            wait = MAX(wait, MIN(e->retry_after_s, 30u) * 1000u);
+        sleep_ms(wait);
+        backoff = MIN(backoff * 2, 4000u);
+    }
+}
+
+static int k_destroy(struct sbx_runtime *rt, const char *id);
+
+/* Waits for the pod's Running + Ready through the watch; a typed reason fails at once. */
+static int wait_ready(struct krt *k, const char *id, const char *name, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&k->mu);
+    time_t dl = time(NULL) + CREATE_TIMEOUT_S;
+    int r = -ETIMEDOUT;
+    for (;;) {
+        struct pod *p = pod_find(k, id);
+        if (p && pod_state(p) == SBX_STATE_RUNNING) {
+            r = 0;
+            break;
+        }
+        if (p && p->reason[0]) {
+            snprintf(err, errlen, "pod %s: %s", name, p->reason);
+            r = -EIO;
+            break;
+        }
+        if (time(NULL) >= dl) {
+            snprintf(err, errlen, "pod %s: not ready after %d s", name, CREATE_TIMEOUT_S);
+            break;
+        }
+        wait_until(k, dl);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return r;
+}
+
 static int k_create(struct sbx_runtime *rt, const struct sbx_sandbox_spec *spec, char *err,
                     size_t errlen)
 {
@@ -305,33 +372,15 @@ static int k_create(struct sbx_runtime *rt, const struct sbx_sandbox_spec *spec,
         pthread_mutex_unlock(&k->mu);
     } else if (!have_pod) {
         struct k8s_error e = { 0 };
-        r = k8s_pod_create(k->c, k->ns, json, NULL, &e);
-        if (r < 0 && e.type != K8S_ALREADY_EXISTS)
-            return kerr(-EIO, &e, err, errlen, "create pod");
+        r = post_pod(k, json, &e) < 0 ? kerr(-EIO, &e, err, errlen, "create pod") : 0;
     }
-
-    /* wait for Running + Ready through the watch */
-    pthread_mutex_lock(&k->mu);
-    time_t dl = time(NULL) + CREATE_TIMEOUT_S;
-    r = -ETIMEDOUT;
-    for (;;) {
-        p = pod_find(k, spec->id);
-        if (p && pod_state(p) == SBX_STATE_RUNNING) {
-            r = 0;
-            break;
-        }
-        if (p && p->reason[0] && strcmp(p->reason, "deleted") != 0) {
-            snprintf(err, errlen, "pod %s: %s", name, p->reason);
-            r = -EIO;
-            break;
-        }
-        if (time(NULL) >= dl) {
-            snprintf(err, errlen, "pod %s: not ready after %d s", name, CREATE_TIMEOUT_S);
-            break;
-        }
-        wait_until(k, dl);
-    }
-    pthread_mutex_unlock(&k->mu);
+    if (r >= 0)
+        r = wait_ready(k, spec->id, name, err, errlen);
+    /* A failed create leaves no pod behind (an unanswered POST may have made one; the typed
+     * reason stays in the cache). What cannot be deleted now, the reconciler's orphan pass
+     * deletes later. */
+    if (r < 0 && k_destroy(rt, spec->id) < 0)
+        log_debug("k8s runtime: pod %s of a failed create not deleted", name);
     return r;
 }
 
@@ -1107,6 +1156,27 @@ void k8s_runtime_reason(struct sbx_runtime *rt, const char *id, char *buf, size_
     struct pod *p = pod_find(k, id);
     snprintf(buf, len, "%s", p ? p->reason : "");
     pthread_mutex_unlock(&k->mu);
+}
+
+int k8s_runtime_status_live(struct sbx_runtime *rt, const char *id, enum sbx_state *ret)
+{
+    struct krt *k = K(rt);
+    if (!sbx_id_valid(id))
+        return -EINVAL;
+    char name[K8S_POD_NAME_MAX];
+    k8s_pod_name(id, name);
+    _cleanup_json_ yajl_val obj = NULL;
+    struct k8s_error e = { 0 };
+    int r = k8s_pod_get(k->c, k->ns, name, &obj, &e);
+    if (r < 0 && e.type != K8S_NOT_FOUND)
+        return -EIO;
+    /* evaluated, not cached: the watch stays the cache's only writer, so this answer cannot
+     * overwrite a newer event */
+    struct pod seen = { 0 };
+    if (r >= 0)
+        pod_observe(&seen, obj);
+    *ret = pod_state(&seen);
+    return 0;
 }
 
 const char *k8s_runtime_namespace(struct sbx_runtime *rt)

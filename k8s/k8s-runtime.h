@@ -9,6 +9,9 @@
 
 #include "runtime/runtime.h"
 
+/* How long create waits for the pod to be Running and Ready (image pull included). */
+#define K8S_RUNTIME_CREATE_TIMEOUT_S 180
+
 struct k8s_runtime_config {
     const char *kubeconfig;     /* NULL/"" = in-cluster if KUBERNETES_SERVICE_HOST, else $KUBECONFIG */
     const char *ns;             /* NULL/"" = the config's namespace */
@@ -29,6 +32,11 @@ int k8s_runtime_start(const struct k8s_runtime_config *c, struct sbx_runtime **r
  * "deleted" (the pod disappeared without our delete), "timeout" (activeDeadlineSeconds),
  * "failed"; "" while healthy or unknown. Copies into buf. Thread-safe. */
 void k8s_runtime_reason(struct sbx_runtime *rt, const char *id, char *buf, size_t len);
+
+/* The sandbox's state as the API server has it now (GET of its pod; 404 = ABSENT), bypassing
+ * the watch cache, which may lag behind what another replica (or a daemon before a restart)
+ * already saw. Blocking; -EIO when the API server cannot be asked. */
+int k8s_runtime_status_live(struct sbx_runtime *rt, const char *id, enum sbx_state *ret);
 
 /* The namespace of the sandbox pods (the configured one, else the config's). */
 const char *k8s_runtime_namespace(struct sbx_runtime *rt);

@@ -204,7 +204,7 @@ if [[ ${SBX_SKIP_API:-0} != 1 && -n ${built[plain]:-} && -d tests/k8s ]]; then
     # shellcheck disable=SC2206
     kextra=(${SBX_PYTEST_ARGS:-})
     K8SCTL=$SBX_ROOT/build/k8s/k8sctl KUBE_EMULATOR_RTCTL=$SBX_ROOT/build/runtime/rtctl \
-        PYTHONDONTWRITEBYTECODE=1 timeout --kill-after=30 400 \
+        PYTHONDONTWRITEBYTECODE=1 timeout --kill-after=30 900 \
         /usr/bin/python3 -m pytest tests/k8s -p no:cacheprovider -rfEsx \
         -o junit_family=xunit2 --junitxml="$xml" "${kto[@]}" "${kextra[@]}"
     rc=$?

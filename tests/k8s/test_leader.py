@@ -1,9 +1,11 @@
 """Leader election with fenced writes (controller/leader.c, docs/internals/LEADER.md): two or
 three sandboxd replicas against one Postgres and the Kubernetes API emulator's Lease.
 
-The replicas use runtime.kind local with distinct state dirs (each is its own runtime
-instance; one test uses runtime.kind k8s, where the instance is the namespace's), leader.enabled, and a short lease (4 s, renewed every 1 s) so that the tests are
-quick; every test uses its own Lease name, so their leader_epochs rows never collide.
+The replicas run runtime.kind k8s against the emulator, all replicas of one election sharing one
+namespace (named like its Lease, so tests never see each other's pods or rows: the runtime
+instance is the namespace's), with distinct state dirs, leader.enabled and a short lease (4 s,
+renewed every 1 s) so that the tests are quick. Pods are counted with the emulator's list: no
+sandbox ever has two.
 
 Needs root, the emulator's rtctl ($KUBE_EMULATOR_RTCTL, else build/runtime/rtctl), a daemon
 ($SANDBOXD_BIN, else build/controller/sandboxd) and the test Postgres of scripts/pg.sh
@@ -68,13 +70,29 @@ def pg():
     return p
 
 
-class Cluster:
-    """Replicas of one election (one Lease name)."""
+def kreq(emu, method, path, body=None):
+    """A request on the emulator's plain-HTTP API; the parsed answer (404 → None)."""
+    req = urllib.request.Request(emu.http + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        return json.loads(urllib.request.urlopen(req, timeout=10).read())
+    except urllib.error.HTTPError as e:
+        if e.code in (404, 409):
+            return None
+        raise
 
-    def __init__(self, pg, emu, workdir, n, extra_env=None):
+
+class Cluster:
+    """Replicas of one election (one Lease name) with runtime.kind k8s on one namespace (named
+    like the Lease, which lives there too)."""
+
+    def __init__(self, pg, emu, workdir, n):
         self.pg, self.emu = pg, emu
-        self.ns = (extra_env or {}).get("SANDBOXD_K8S_NAMESPACE", "default")  # of the Lease
         self.lease = "ldr-" + uuid.uuid4().hex[:10]
+        self.ns = self.lease
+        kreq(emu, "POST", "/api/v1/namespaces",
+             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.ns}})
         self.replicas = []
         # replicas share what a deployment shares through its Secret (webhook signing
         # secrets are encrypted with it: any replica may deliver what another stored)
@@ -86,20 +104,54 @@ class Cluster:
                 "SANDBOXD_LEADER_LEASE_DURATION": "%ds" % LEASE_S,
                 "SANDBOXD_LEADER_RENEW_INTERVAL": "%ds" % RENEW_S,
                 "SANDBOXD_K8S_KUBECONFIG": emu.kubeconfig_https,
-                "SANDBOXD_K8S_NAMESPACE": "default",
+                "SANDBOXD_K8S_NAMESPACE": self.ns,
+                "SANDBOXD_RUNTIME_KIND": "k8s",
+                "SANDBOXD_K8S_IMAGE": "sandbox:test",
+                "SANDBOXD_RECONCILER_INTERVAL": "1s",
                 "SANDBOXD_WEBHOOKS_ALLOW_CIDRS": "127.0.0.0/8",
                 "SANDBOXD_WEBHOOKS_POLL_INTERVAL": "1s",
                 "SANDBOXD_LOG_LEVEL": "info",
                 "SANDBOXD_SECRETS_KEY": secrets_key,
                 "POD_NAME": "%s-r%d" % (self.lease, i),
             }
-            env.update(extra_env or {})
             self.replicas.append(H.Daemon(pg, workdir, "%s-r%d" % (self.lease, i), env))
         for d in self.replicas:
             d.start()
 
     def identity(self, d):
         return d.extra_env["POD_NAME"]
+
+    def pods(self, sid=None):
+        """The sandbox pods of the namespace (of one sandbox)."""
+        sel = "app%3Dsandboxd" + ("%2Csandboxd.io%2Fsandbox-id%3D" + sid if sid else "")
+        return kreq(self.emu, "GET", "/api/v1/namespaces/%s/pods?labelSelector=%s"
+                    % (self.ns, sel))["items"]
+
+    def instance(self):
+        """The runtime instance every replica names (the namespace's), from their logs."""
+        names = {str(o.get("msg")).rsplit("instance ", 1)[-1].rstrip(")")
+                 for d in self.replicas for o in d.lines()
+                 if str(o.get("msg", "")).startswith("sandbox runtime started: kubernetes")}
+        assert len(names) == 1, names
+        return names.pop()
+
+    def rows(self):
+        """{sandbox id: status} of this election's sandboxes."""
+        return dict(self.pg.sql("SELECT id::text, status FROM sandboxes WHERE runtime_ref = %s",
+                                (self.instance(),)))
+
+    def agree(self):
+        """None when every running sandbox has exactly one pod, Running, and every pod belongs
+        to a running sandbox; else what is wrong."""
+        by = {}
+        for p in self.pods():
+            by.setdefault(p["metadata"]["labels"]["sandboxd.io/sandbox-id"], []).append(
+                p["status"]["phase"])
+        rows = self.rows()
+        wrong = [(sid, st, by.get(sid)) for sid, st in rows.items()
+                 if (st == "running") != (by.get(sid) == ["Running"])]
+        wrong += [("pod without a running row", sid) for sid in by if sid not in rows]
+        return wrong or None
 
     def lease_obj(self):
         url = "%s/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s" % (self.emu.http,
@@ -157,6 +209,7 @@ class Cluster:
                 else:
                     d.proc = None  # killed by the test on purpose
             H.reap_sandboxes(d.state_dir)
+        kreq(self.emu, "DELETE", "/api/v1/namespaces/" + self.ns)  # its pods with it
         return problems
 
 
@@ -164,8 +217,8 @@ class Cluster:
 def cluster(pg, kube_emulator, tmp_path):
     made = []
 
-    def _make(n, extra_env=None):
-        c = Cluster(pg, kube_emulator, tmp_path, n, extra_env)
+    def _make(n):
+        c = Cluster(pg, kube_emulator, tmp_path, n)
         made.append(c)
         return c
 
@@ -192,7 +245,49 @@ def lost_lines(d, since=0, prefix=""):
 
 # ---------------------------------------------------------------------------------------------
 
+def create(d, key, **body):
+    r = requests.post(d.base + "/api/v1/sandbox/create", headers=auth(key), json=body,
+                      timeout=200)
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "running", r.json()
+    return r.json()["sandbox_id"]
+
+
+def execute(d, key, sid, command):
+    r = requests.post(d.base + "/api/v1/sandbox/%s/execute" % sid, headers=auth(key),
+                      json={"command": command}, timeout=120)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def timeout_events(c, sid):
+    return c.pg.sql("SELECT count(*) FROM webhook_events "
+                    " WHERE sandbox_id = %s AND event = 'sandbox.timeout'", (sid,))[0][0]
+
+
+def delivered_once(c, rcv, sids):
+    """Every event of the sandboxes reached the receiver, none twice (received and recorded)."""
+    events = c.pg.sql("SELECT id::text FROM webhook_events WHERE sandbox_id = ANY(%s::uuid[])",
+                      (list(sids),))
+    want = {e for (e,) in events}
+    got = wait_until(lambda: (lambda g: g if set(g) >= want else None)(
+        [json.loads(q["body"])["id"] for q in rcv.requests]), 30)
+    assert got, (rcv.requests, want)
+    time.sleep(2)  # a (wrong) second delivery would come now
+    got = [json.loads(q["body"])["id"] for q in rcv.requests if json.loads(q["body"])["id"] in want]
+    assert sorted(got) == sorted(set(got)), "an event was delivered twice: %s" % got
+    dl = c.pg.sql("SELECT count(*), count(DISTINCT event_id) FROM webhook_deliveries d "
+                  " JOIN webhook_events e ON e.id = d.event_id "
+                  " WHERE e.sandbox_id = ANY(%s::uuid[])", (list(sids),))
+    assert dl[0][0] == dl[0][1] == len(want)
+
+
+# ---------------------------------------------------------------------------------------------
+
 def test_exactly_one_leader_then_failover_after_kill(cluster):
+    """Kill -9 of the leader while its sandboxes live and one is about to expire: another
+    replica leads within the lease duration, reaps the expiring one exactly once, delivers
+    every event once, and no sandbox ever has two pods; every survivor serves the API."""
     c = cluster(3)
     first = c.wait_leader(LEASE_S * 3)
     assert first, [(d.name, c.gauge(d)) for d in c.replicas]
@@ -206,24 +301,59 @@ def test_exactly_one_leader_then_failover_after_kill(cluster):
     assert lease["spec"]["leaseTransitions"] == epoch
     assert c.gauge(first, "sandboxd_leader_epoch") == epoch
 
-    first.proc.send_signal(signal.SIGKILL)
-    first.proc.wait(timeout=10)
-    t0 = time.monotonic()
-    second = c.wait_leader(LEASE_S + RENEW_S + 5)
-    took = time.monotonic() - t0
-    assert second and second is not first
-    # within the lease duration + renew period (+ scheduling slack)
-    assert took <= LEASE_S + RENEW_S + 1.5, took
-    epoch2, holder2 = c.db_row()
-    assert holder2 == c.identity(second) and epoch2 == epoch + 1
-    assert c.lease_obj()["spec"]["leaseTransitions"] == epoch2
+    followers = [d for d in c.replicas if d is not first]
+    rcv = Receiver()
+    try:
+        org, key = register(followers[0])
+        c.pg.sql("UPDATE orgs SET plan = 'pro' WHERE id = %s", (org,))  # > 2 live sandboxes
+        r = requests.post(followers[0].base + "/api/v1/webhooks", headers=auth(key),
+                          json={"url": rcv.url, "events": ["*"]}, timeout=30)
+        assert r.status_code == 201, r.text
+        kept_f = create(followers[0], key)             # a follower's pod
+        kept_l = create(first, key)                    # the leader's pod
+        expiring = create(first, key, timeout_seconds=LEASE_S + 2)
+        for sid in (kept_f, kept_l, expiring):
+            assert len(c.pods(sid)) == 1
 
-    # the API is served by every survivor, leader or not
-    for d in c.alive():
-        org, key = register(d)
-        r = requests.get(d.base + "/api/v1/sandboxes", headers=auth(key), timeout=30)
-        assert r.status_code == 200, r.text
-        assert requests.get(d.base + "/readyz", timeout=10).status_code == 200
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(timeout=10)
+        t0 = time.monotonic()
+        second = c.wait_leader(LEASE_S + RENEW_S + 5)
+        took = time.monotonic() - t0
+        assert second and second is not first
+        # within the lease duration + renew period (+ scheduling slack)
+        assert took <= LEASE_S + RENEW_S + 1.5, took
+        epoch2, holder2 = c.db_row()
+        assert holder2 == c.identity(second) and epoch2 == epoch + 1
+        assert c.lease_obj()["spec"]["leaseTransitions"] == epoch2
+
+        # the new leader reaps the expiring sandbox, once; its pod goes
+        def reaped():
+            rows = c.pg.sql("SELECT status, status_reason FROM sandboxes WHERE id = %s",
+                            (expiring,))
+            return rows[0] if rows[0][0] == "terminated" else None
+        assert wait_until(reaped, 30), c.rows()
+        assert reaped()[1] == "timeout"
+        assert wait_until(lambda: not c.pods(expiring), 30), c.pods(expiring)
+        time.sleep(2.5)  # reconciler passes of the new leader: nothing else moves
+        assert timeout_events(c, expiring) == 1
+        for sid in (kept_f, kept_l):
+            assert len(c.pods(sid)) == 1, c.pods(sid)
+        assert c.rows()[kept_f] == c.rows()[kept_l] == "running"
+
+        # the API is served by every survivor, leader or not, for every sandbox
+        for d in c.alive():
+            assert requests.get(d.base + "/readyz", timeout=10).status_code == 200
+            r = requests.get(d.base + "/api/v1/sandboxes", headers=auth(key), timeout=30)
+            assert r.status_code == 200, r.text
+            for sid in (kept_f, kept_l):
+                assert execute(d, key, sid, "echo alive")["stdout"] == "alive\n"
+            new = create(d, key)
+            assert len(c.pods(new)) == 1
+        assert c.agree() is None, c.agree()
+        delivered_once(c, rcv, c.rows())
+    finally:
+        rcv.close()
 
 
 def test_graceful_shutdown_releases_the_lease(cluster):
@@ -241,7 +371,11 @@ def test_graceful_shutdown_releases_the_lease(cluster):
     assert c.db_row() == (epoch + 1, c.identity(second))
 
 
+
+
 def test_no_duplicate_reap_or_delivery(cluster):
+    """A sandbox created through the follower (its pod made by the follower) is reaped by the
+    leader exactly once; one pod for it, gone afterwards; each event delivered once."""
     c = cluster(2)
     leader = c.wait_leader(LEASE_S * 3)
     assert leader
@@ -251,41 +385,24 @@ def test_no_duplicate_reap_or_delivery(cluster):
         org, key = register(follower)
         r = requests.post(follower.base + "/api/v1/webhooks", headers=auth(key),
                           json={"url": rcv.url, "events": ["*"]}, timeout=30)
-        assert r.status_code == 201, r.text
-        # the leader runs the sandbox (local runtime: the reaper reaps its own instance's)
-        r = requests.post(leader.base + "/api/v1/sandbox/create", headers=auth(key),
-                          json={"timeout_seconds": 2}, timeout=60)
-        assert r.status_code == 201, r.text
-        sid = r.json()["sandbox_id"]
+        assert r.status_code == 201, r.text  # events are recorded for subscribed orgs only
+        sid = create(follower, key, timeout_seconds=2)
+        assert len(c.pods(sid)) == 1
 
         def terminated():
             rows = c.pg.sql("SELECT status, status_reason FROM sandboxes WHERE id = %s", (sid,))
             return rows and rows[0][0] == "terminated" and rows[0]
 
-        assert wait_until(terminated, 20), c.pg.sql("SELECT status FROM sandboxes WHERE id = %s",
-                                                    (sid,))
+        assert wait_until(terminated, 30), c.rows()
         assert terminated()[1] == "timeout"
+        assert wait_until(lambda: not c.pods(sid), 30), c.pods(sid)
         time.sleep(3)  # give a (wrong) second reaper or dispatcher time to act
-        timeouts = c.pg.sql("SELECT count(*) FROM webhook_events "
-                            " WHERE sandbox_id = %s AND event = 'sandbox.timeout'", (sid,))
-        assert timeouts[0][0] == 1
-        events = c.pg.sql("SELECT id::text, event FROM webhook_events WHERE sandbox_id = %s",
-                          (sid,))
-        assert {e for _, e in events} >= {"sandbox.created", "sandbox.timeout"}, events
-
-        def all_delivered():
-            got = [json.loads(q["body"])["id"] for q in rcv.requests]
-            return set(got) >= {i for i, _ in events} and got
-
-        got = wait_until(all_delivered, 20)
-        assert got, (rcv.requests, events)
-        time.sleep(2)
-        got = [json.loads(q["body"])["id"] for q in rcv.requests]
-        assert sorted(got) == sorted(set(got)), "an event was delivered twice: %s" % got
-        dl = c.pg.sql("SELECT count(*), count(DISTINCT event_id) FROM webhook_deliveries d "
-                      " JOIN webhook_events e ON e.id = d.event_id WHERE e.sandbox_id = %s",
-                      (sid,))
-        assert dl[0][0] == dl[0][1] == len(events)
+        assert timeout_events(c, sid) == 1
+        assert c.rows()[sid] == "terminated" and not c.pods(sid)
+        events = c.pg.sql("SELECT event FROM webhook_events WHERE sandbox_id = %s", (sid,))
+        assert {e for (e,) in events} >= {"sandbox.created", "sandbox.ready", "sandbox.timeout"}
+        delivered_once(c, rcv, [sid])
+        c.instance()  # one instance for both replicas, whatever their state dirs
     finally:
         rcv.close()
 
@@ -296,6 +413,7 @@ def test_deposed_leader_does_not_act(cluster):
     assert a
     b = [d for d in c.replicas if d is not a][0]
     epoch_a = c.db_row()[0]
+    org, key = register(b)
     mark = a.mark()
     a.proc.send_signal(signal.SIGSTOP)
     try:
@@ -304,6 +422,8 @@ def test_deposed_leader_does_not_act(cluster):
             return c.gauge(b) == 1 and c.holder() == c.identity(b)
         assert wait_until(b_leads, LEASE_S + RENEW_S + 5)
         assert c.db_row() == (epoch_a + 1, c.identity(b))
+        # a sandbox a has never seen: a stale leader would call it an orphan or lost
+        sid = create(b, key)
         time.sleep(1)
     finally:
         a.proc.send_signal(signal.SIGCONT)
@@ -311,10 +431,13 @@ def test_deposed_leader_does_not_act(cluster):
     assert wait_until(lambda: lost_lines(a, mark), 10), a.tail()
     assert wait_until(lambda: c.gauge(a) == 0, 10)
     time.sleep(RENEW_S * 3)
-    # nothing a did after it woke up changed the election's state
+    # nothing a did after it woke up changed the election's state or the sandboxes
     assert c.db_row() == (epoch_a + 1, c.identity(b))
     assert c.holder() == c.identity(b) and c.gauge(b) == 1 and c.gauge(a) == 0
     assert not [o for o in a.lines(mark) if o.get("msg") == "leader: acquired"]
+    assert c.rows()[sid] == "running" and len(c.pods(sid)) == 1
+    assert execute(a, key, sid, "echo seen")["stdout"] == "seen\n"  # a serves it too
+    assert c.agree() is None, c.agree()
 
 
 def test_fence_rejects_a_stale_epoch(cluster):
@@ -334,76 +457,3 @@ def test_fence_rejects_a_stale_epoch(cluster):
     # the Lease still names it: it campaigns again, past the intruder's epoch
     assert wait_until(lambda: c.db_row() == (epoch + 2, c.identity(a)) and c.gauge(a) == 1, 10)
     assert c.lease_obj()["spec"]["leaseTransitions"] == epoch + 2
-
-
-K8S_NS = "sbx-ldr"
-
-
-def k8s_pods(emu, sid=None):
-    sel = "app%3Dsandboxd" + ("%2Csandboxd.io%2Fsandbox-id%3D" + sid if sid else "")
-    url = "%s/api/v1/namespaces/%s/pods?labelSelector=%s" % (emu.http, K8S_NS, sel)
-    return json.loads(urllib.request.urlopen(url, timeout=10).read())["items"]
-
-
-def test_k8s_follower_sandbox_reaped_once_by_leader(cluster, kube_emulator):
-    """runtime.kind k8s: a sandbox created through the follower (its pod made by the follower)
-    is reaped by the leader, exactly once; one pod for it, gone afterwards. The replicas have
-    distinct state dirs, as in the other tests: the k8s runtime instance is the namespace's."""
-    emu = kube_emulator
-    req = urllib.request.Request(
-        emu.http + "/api/v1/namespaces", method="POST",
-        data=json.dumps({"apiVersion": "v1", "kind": "Namespace",
-                         "metadata": {"name": K8S_NS}}).encode(),
-        headers={"Content-Type": "application/json"})
-    try:
-        urllib.request.urlopen(req, timeout=10).read()
-    except urllib.error.HTTPError as e:
-        assert e.code == 409, e.read()
-    c = cluster(2, {"SANDBOXD_RUNTIME_KIND": "k8s", "SANDBOXD_K8S_NAMESPACE": K8S_NS,
-                    "SANDBOXD_K8S_IMAGE": "sandbox:test", "SANDBOXD_RECONCILER_INTERVAL": "1s"})
-    rcv = Receiver()
-    try:
-        leader = c.wait_leader(LEASE_S * 3)
-        assert leader
-        follower = [d for d in c.replicas if d is not leader][0]
-        org, key = register(follower)
-        r = requests.post(follower.base + "/api/v1/webhooks", headers=auth(key),
-                          json={"url": rcv.url, "events": ["*"]}, timeout=30)
-        assert r.status_code == 201, r.text  # events are recorded for subscribed orgs only
-        r = requests.post(follower.base + "/api/v1/sandbox/create", headers=auth(key),
-                          json={"timeout_seconds": 2}, timeout=200)
-        assert r.status_code == 201, r.text
-        sid = r.json()["sandbox_id"]
-        assert len(k8s_pods(emu, sid)) == 1
-        refs = c.pg.sql("SELECT runtime_ref FROM sandboxes WHERE id = %s", (sid,))
-
-        def terminated():
-            rows = c.pg.sql("SELECT status, status_reason FROM sandboxes WHERE id = %s", (sid,))
-            return rows and rows[0][0] == "terminated" and rows[0]
-
-        assert wait_until(terminated, 30), (refs, c.pg.sql(
-            "SELECT status, status_reason FROM sandboxes WHERE id = %s", (sid,)))
-        assert terminated()[1] == "timeout"
-        assert wait_until(lambda: not k8s_pods(emu, sid), 30), k8s_pods(emu, sid)
-        time.sleep(3)  # give a (wrong) second reaper time to act
-        n = c.pg.sql("SELECT count(*) FROM webhook_events "
-                     " WHERE sandbox_id = %s AND event = 'sandbox.timeout'", (sid,))
-        assert n[0][0] == 1
-        assert c.pg.sql("SELECT status FROM sandboxes WHERE id = %s", (sid,))[0][0] == \
-            "terminated"
-        assert not k8s_pods(emu, sid)
-        # one instance for both replicas, whatever their state dirs
-        inst = [o.get("msg") for d in c.replicas for o in d.lines()
-                if str(o.get("msg", "")).startswith("sandbox runtime started: kubernetes")]
-        assert len(inst) == 2 and inst[0] == inst[1], inst
-    finally:
-        rcv.close()
-        for p in k8s_pods(emu):
-            req = urllib.request.Request(
-                "%s/api/v1/namespaces/%s/pods/%s?gracePeriodSeconds=0"
-                % (emu.http, K8S_NS, p["metadata"]["name"]), method="DELETE")
-            try:
-                urllib.request.urlopen(req, timeout=10).read()
-            except urllib.error.HTTPError:
-                pass
-        wait_until(lambda: not k8s_pods(emu), 30)

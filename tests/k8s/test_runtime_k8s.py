@@ -13,6 +13,7 @@ The API harness (tests/api/conftest.py: Postgres, Daemon, Api) is loaded with im
 its own module name: tests/k8s has a conftest.py of its own.
 """
 import base64
+import contextlib
 import hashlib
 import importlib.util
 import io
@@ -89,13 +90,13 @@ def kpost(emu, path, body):
         return e.code, json.loads(e.read() or b"{}")
 
 
-def pod_of(emu, sid):
-    st, body = kget(emu, f"/api/v1/namespaces/{NS}/pods/sbx-{sid.lower()}")
+def pod_of(emu, sid, ns=NS):
+    st, body = kget(emu, f"/api/v1/namespaces/{ns}/pods/sbx-{sid.lower()}")
     return body if st == 200 else None
 
 
-def sandbox_pods(emu):
-    st, body = kget(emu, f"/api/v1/namespaces/{NS}/pods?labelSelector=app%3Dsandboxd")
+def sandbox_pods(emu, ns=NS):
+    st, body = kget(emu, f"/api/v1/namespaces/{ns}/pods?labelSelector=app%3Dsandboxd")
     assert st == 200, body
     return body["items"]
 
@@ -103,12 +104,12 @@ def sandbox_pods(emu):
 # ---- the daemon ---------------------------------------------------------------------------------
 
 class E2E:
-    def __init__(self, emu, pg, workdir):
-        self.emu, self.pg, self.workdir = emu, pg, workdir
+    def __init__(self, emu, pg, workdir, ns=NS):
+        self.emu, self.pg, self.workdir, self.ns = emu, pg, workdir, ns
         self.env = {
             "SANDBOXD_RUNTIME_KIND": "k8s",
             "SANDBOXD_K8S_KUBECONFIG": emu.kubeconfig_https,
-            "SANDBOXD_K8S_NAMESPACE": NS,
+            "SANDBOXD_K8S_NAMESPACE": ns,
             "SANDBOXD_K8S_IMAGE": "sandbox:test",
             "SANDBOXD_RECONCILER_INTERVAL": "1s",
         }
@@ -130,19 +131,21 @@ class E2E:
         return problems
 
 
-@pytest.fixture(scope="module")
-def e2e(kube_emulator, tmp_path_factory):
+@contextlib.contextmanager
+def running_e2e(kube_emulator, tmp_path_factory, ns=NS):
+    """A k8s-runtime daemon on namespace ns (a fresh database); afterwards no pod of ns is left
+    and the daemon exited cleanly."""
     if not H.daemon_binary().exists():
         pytest.skip(f"no daemon binary {H.daemon_binary()} (set SANDBOXD_BIN)")
     st, body = kpost(kube_emulator, "/api/v1/namespaces",
-                     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+                     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     assert st in (201, 409), body
     pg = H.Postgres(os.environ.get("SANDBOXD_TEST_PG_DIR") or H.default_pg_dir(),
                     os.environ.get("SANDBOXD_TEST_PG_PORT", "55433"))
     pg.start()
     if os.environ.get("SANDBOXD_TEST_KEEP_DB") != "1":
         pg.reset()
-    e = E2E(kube_emulator, pg, tmp_path_factory.mktemp("sandboxd-k8s"))
+    e = E2E(kube_emulator, pg, tmp_path_factory.mktemp("sandboxd-k8s"), ns)
     e.start()
     try:
         yield e
@@ -150,20 +153,26 @@ def e2e(kube_emulator, tmp_path_factory):
         problems = e.stop() if e.daemon and e.daemon.proc else []
         # nothing left behind: every sandbox pod of ours is deleted (the emulator destroys
         # their local sandboxes), then the daemons' own reaping as in the API harness
-        for p in sandbox_pods(kube_emulator):
+        for p in sandbox_pods(kube_emulator, ns):
             name = p["metadata"]["name"]
             req = urllib.request.Request(
-                f"{kube_emulator.http}/api/v1/namespaces/{NS}/pods/{name}?gracePeriodSeconds=0",
+                f"{kube_emulator.http}/api/v1/namespaces/{ns}/pods/{name}?gracePeriodSeconds=0",
                 method="DELETE")
             try:
                 urllib.request.urlopen(req, timeout=10).read()
             except urllib.error.HTTPError:
                 pass
-        wait_until(lambda: not sandbox_pods(kube_emulator), 30)
+        wait_until(lambda: not sandbox_pods(kube_emulator, ns), 30)
         for d in list(H._DAEMONS):
             d.kill()
             H.reap_sandboxes(d.state_dir)
         assert not problems, problems
+
+
+@pytest.fixture(scope="module")
+def e2e(kube_emulator, tmp_path_factory):
+    with running_e2e(kube_emulator, tmp_path_factory) as e:
+        yield e
 
 
 class Client:
@@ -490,3 +499,20 @@ def test_restart_adopts_running_pods(e2e, client):
     assert pod_of(e2e.emu, sid)
     assert len([p for p in sandbox_pods(e2e.emu)
                 if p["metadata"]["labels"]["sandboxd.io/sandbox-id"] == sid]) == 1
+
+
+def test_stdin_100mib_websocket(client, sid):
+    """100 MiB of stdin through the WebSocket exec (sandbox API → k8s exec → pod), sha256
+    computed in the pod compared with the sender's."""
+    size = 100 << 20
+    block = os.urandom(1 << 20)
+    h = hashlib.sha256()
+    chunks = []
+    for i in range(100):
+        c = bytes([i]) + block[1:]
+        h.update(c)
+        chunks.append(c)
+    frames = (c[j:j + 65536] for c in chunks for j in range(0, len(c), 65536))
+    out, err, ctl, code = ws_exec(client, sid, ["sha256sum"], frames)
+    assert out.split()[0].decode() == h.hexdigest(), (size, out, err, ctl)
+    assert ctl[-1]["type"] == "exit" and ctl[-1]["code"] == 0, (out, err, ctl)

@@ -20,6 +20,7 @@ import base64
 import copy
 import datetime
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -394,6 +395,18 @@ class Faults:
         self.latency = []    # dicts: path, ms, count (-1 = forever)
         self.down_until = 0.0
         self.hits = 0
+        self.pods_reset()
+
+    def pods_reset(self):
+        self.missing_images = set()  # images whose pull fails (besides *.invalid registries)
+        self.start_delay = None      # seconds before a new pod's sandbox is created (None: CLI)
+        self.ready_delay = 0.0       # seconds a new pod is Running but not Ready
+
+    def image_missing(self, image):
+        """A pull of `image` fails: it was named by the missing_images fault, or its registry
+        host is under the reserved .invalid TLD (RFC 2606: no such host)."""
+        host = image.split("/", 1)[0].rsplit(":", 1)[0] if "/" in image else ""
+        return image in self.missing_images or host.endswith(".invalid")
 
     def take_error(self, method, path):
         with self.lock:
@@ -514,7 +527,14 @@ class Emulator:
 
 
 class PodRuntime:
-    """The sandbox behind one pod, its main process and its log."""
+    """The sandbox behind one pod, its main process and its log. Its status moves as a kubelet
+    would report it (every change a MODIFIED event): Pending (ContainerCreating while a start
+    delay lasts) → (image pull
+    failure: ErrImagePull ⇄ ImagePullBackOff until the image exists) → Running (Ready at once,
+    or after the ready-delay fault) → Succeeded/Failed when the main process ends, the
+    activeDeadlineSeconds pass (DeadlineExceeded) or a fault kills it (OOMKilled, Evicted)."""
+
+    PULL_BACKOFF = (0.3, 1.0, 2.0, 4.0)  # seconds between pull attempts (the kubelet's: 10 s…5 min)
 
     def __init__(self, emu, pod):
         self.emu = emu
@@ -528,6 +548,10 @@ class PodRuntime:
         self.ended = threading.Event()  # main process finished (or killed)
         self.gone = False        # sandbox destroyed
         self.lock = threading.Lock()
+        f = emu.faults
+        self.start_delay = emu.args.start_delay if f.start_delay is None else f.start_delay
+        self.ready_delay = f.ready_delay
+        self.t_start = time.time()  # status.startTime
 
     def start(self, pod):
         threading.Thread(target=self._start, args=(copy.deepcopy(pod),), daemon=True).start()
@@ -543,8 +567,64 @@ class PodRuntime:
             st.put(PODS, cur, "MODIFIED", old)
             return cur
 
+    def _waiting(self, reason, message=None):
+        """Pending: the containers wait (ContainerCreating, ErrImagePull, ImagePullBackOff)."""
+        ts = now_iso()
+
+        def waiting(p):
+            s = p.setdefault("status", {})
+            names = "[%s]" % " ".join(c["name"] for c in p["spec"]["containers"])
+            s["conditions"] = [
+                {"type": "PodReadyToStartContainers", "status": "True", "lastProbeTime": None,
+                 "lastTransitionTime": ts},
+                {"type": "Initialized", "status": "True", "lastProbeTime": None,
+                 "lastTransitionTime": ts}] + [
+                {"type": t, "status": "False", "lastProbeTime": None, "lastTransitionTime": ts,
+                 "reason": "ContainersNotReady",
+                 "message": "containers with unready status: %s" % names}
+                for t in ("Ready", "ContainersReady")] + [
+                {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                 "lastTransitionTime": ts}]
+            s["hostIP"] = "127.0.0.1"
+            s["startTime"] = s.get("startTime") or ts
+            w = {"reason": reason}
+            if message:
+                w["message"] = message
+            s["containerStatuses"] = [{
+                "name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False,
+                "restartCount": 0, "started": False, "state": {"waiting": dict(w)}}
+                for c in p["spec"]["containers"]]
+        return self._update(waiting) is not None
+
+    def _pull(self, pod):
+        """Pulls the images: returns False when the pod went away while the pull kept failing."""
+        faults = self.emu.faults
+        missing = lambda: [c.get("image", "") for c in pod["spec"]["containers"]
+                           if faults.image_missing(c.get("image", ""))]
+        for attempt in itertools.count():
+            bad = missing()
+            if not bad:
+                return True
+            ref = bad[0]
+            msg = ('rpc error: code = NotFound desc = failed to pull and unpack image "%s": '
+                   'failed to resolve reference "%s": %s: not found' % (ref, ref, ref))
+            if not self._waiting("ErrImagePull", msg):
+                return False
+            wait = self.PULL_BACKOFF[min(attempt, len(self.PULL_BACKOFF) - 1)]
+            if self.ended.wait(min(wait, 0.3)):
+                return False
+            if not self._waiting("ImagePullBackOff", 'Back-off pulling image "%s"' % ref):
+                return False
+            if self.ended.wait(wait):
+                return False
+
     def _start(self, pod):
-        time.sleep(self.emu.args.start_delay)
+        # a start without delay goes straight to Running (the kubelet's status updates coalesce)
+        if self.start_delay > 0 and not self._waiting("ContainerCreating"):
+            return
+        time.sleep(self.start_delay)
+        if not self._pull(pod):
+            return
         try:
             self.emu.sb.create(self.sid)
         except Exception as e:  # pragma: no cover - reported in the pod status
@@ -569,29 +649,47 @@ class PodRuntime:
             lf.close()
         ts = now_iso()
 
-        def running(p):
-            s = p.setdefault("status", {})
-            s["phase"] = "Running"
-            s["hostIP"] = s["podIP"] = "127.0.0.1"
-            s["podIPs"] = [{"ip": "127.0.0.1"}]
-            s["startTime"] = s.get("startTime") or ts
-            s["conditions"] = [
-                {"type": "PodReadyToStartContainers", "status": "True", "lastProbeTime": None,
-                 "lastTransitionTime": ts},
-                {"type": "Initialized", "status": "True", "lastProbeTime": None,
-                 "lastTransitionTime": ts},
-                {"type": "Ready", "status": "True", "lastProbeTime": None,
-                 "lastTransitionTime": ts},
-                {"type": "ContainersReady", "status": "True", "lastProbeTime": None,
-                 "lastTransitionTime": ts},
-                {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                 "lastTransitionTime": ts}]
-            s["containerStatuses"] = [{
-                "name": cc["name"], "image": cc.get("image", ""), "imageID": "",
-                "containerID": "sandboxd://%s" % self.sid, "ready": True, "started": True,
-                "restartCount": 0, "state": {"running": {"startedAt": ts}}}
-                for cc in p["spec"]["containers"]]
-        self._update(running)
+        def running(ready):
+            def fn(p):
+                s = p.setdefault("status", {})
+                s["phase"] = "Running"
+                s["hostIP"] = s["podIP"] = "127.0.0.1"
+                s["podIPs"] = [{"ip": "127.0.0.1"}]
+                s["startTime"] = s.get("startTime") or ts
+                rd = {"status": "True"} if ready else {
+                    "status": "False", "reason": "ContainersNotReady",
+                    "message": "containers with unready status: [%s]"
+                    % " ".join(cc["name"] for cc in p["spec"]["containers"])}
+                s["conditions"] = [
+                    {"type": "PodReadyToStartContainers", "status": "True",
+                     "lastProbeTime": None, "lastTransitionTime": ts},
+                    {"type": "Initialized", "status": "True", "lastProbeTime": None,
+                     "lastTransitionTime": ts},
+                    dict({"type": "Ready", "lastProbeTime": None,
+                          "lastTransitionTime": now_iso()}, **rd),
+                    dict({"type": "ContainersReady", "lastProbeTime": None,
+                          "lastTransitionTime": now_iso()}, **rd),
+                    {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                     "lastTransitionTime": ts}]
+                s["containerStatuses"] = [{
+                    "name": cc["name"], "image": cc.get("image", ""), "imageID": "",
+                    "containerID": "sandboxd://%s" % self.sid, "ready": ready, "started": True,
+                    "restartCount": 0, "state": {"running": {"startedAt": ts}}}
+                    for cc in p["spec"]["containers"]]
+            return fn
+        if self.ready_delay > 0:
+            self._update(running(False))
+            if self.ended.wait(self.ready_delay):
+                return
+        self._update(running(True))
+        deadline = pod["spec"].get("activeDeadlineSeconds")
+        if deadline:  # counted from status.startTime, as the kubelet does
+            t = threading.Timer(max(0.0, float(deadline) - (time.time() - self.t_start)),
+                                self.fail, kwargs={"pod_reason": "DeadlineExceeded",
+                                                   "message": "Pod was active on the node longer "
+                                                   "than the specified deadline"})
+            t.daemon = True
+            t.start()
         if self.main is not None:
             rc = self.main.wait()
             if rc < 0:  # rtctl itself killed (kill fault): report it like a SIGKILLed container
@@ -599,7 +697,10 @@ class PodRuntime:
             self.emu.sb.reap(self.main)
             self.finish(rc)
 
-    def finish(self, rc, reason=None):
+    def finish(self, rc, reason=None, pod_reason=None, message=None, disruption=None):
+        """The pod ends: Succeeded (rc 0) or Failed, containers terminated with rc/reason;
+        pod_reason/message become status.reason/message (Evicted, DeadlineExceeded) and
+        disruption a DisruptionTarget condition (its reason)."""
         if self.ended.is_set():
             return
         self.ended.set()
@@ -610,11 +711,21 @@ class PodRuntime:
                 return
             s = p["status"]
             s["phase"] = "Succeeded" if rc == 0 else "Failed"
+            if pod_reason:
+                s["reason"], s["message"] = pod_reason, message or ""
             for cond in s.get("conditions", []):
                 if cond["type"] in ("Ready", "ContainersReady"):
                     cond["status"] = "False"
                     cond["reason"] = "PodCompleted" if rc == 0 else "PodFailed"
+                    cond.pop("message", None)
                     cond["lastTransitionTime"] = ts
+                if cond["type"] == "PodReadyToStartContainers":
+                    cond["status"] = "False"
+                    cond["lastTransitionTime"] = ts
+            if disruption:
+                s.setdefault("conditions", []).insert(0, {
+                    "type": "DisruptionTarget", "status": "True", "lastProbeTime": None,
+                    "lastTransitionTime": ts, "reason": disruption, "message": message or ""})
             for cs in s.get("containerStatuses", []):
                 cs["ready"] = False
                 cs["started"] = False
@@ -624,18 +735,25 @@ class PodRuntime:
                     "finishedAt": ts, "containerID": cs.get("containerID", "")}}
         self._update(term)
 
-    def kill(self):
-        """Out-of-band: the sandbox dies (the pod goes Failed, exit 137)."""
+    def fail(self, reason="Error", pod_reason=None, message=None, disruption=None):
+        """Out of band, as the kubelet does it: the containers are killed (exit 137) and the pod
+        goes Failed with the given container reason (Error, OOMKilled) and pod reason (Evicted,
+        DeadlineExceeded). The status is written first, so the main process's own exit cannot
+        report another reason."""
+        if self.ended.is_set():
+            return
+        self.finish(137, reason, pod_reason, message, disruption)
         with self.lock:
             self.gone = True
+            was = self.running
+            self.running = False
         if self.main is not None:
             try:
                 self.main.kill()
             except Exception:
                 pass
-        self.emu.sb.destroy(self.sid)
-        self.running = False
-        self.finish(137, "Error")
+        if was:
+            self.emu.sb.destroy(self.sid)
 
     def destroy(self):
         with self.lock:
@@ -762,6 +880,9 @@ def pod_status_word(p):
         return "Terminating"
     st = p.get("status", {})
     for cs in st.get("containerStatuses", []):
+        w = cs.get("state", {}).get("waiting")
+        if w and w.get("reason"):
+            return w["reason"]
         t = cs.get("state", {}).get("terminated")
         if t:
             return t.get("reason") or "Error"
@@ -987,6 +1108,12 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- responses ----
     def send_json(self, code, obj, headers=None):
+        rule = getattr(self, "after_rule", None)
+        if rule and 200 <= code < 300:
+            # an "after" fault: the request took effect, its answer is lost to an error
+            self.after_rule = None
+            e = fault_error(rule, *self.res_name_of_path())
+            code, obj, headers = e.code, e.body(), e.headers
         body = json.dumps(obj, separators=(",", ":")).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -1066,7 +1193,8 @@ class Handler(BaseHTTPRequestHandler):
             if lat:
                 time.sleep(lat)
             rule = self.emu.faults.take_error(self.command, self.upath)
-            if rule:
+            self.after_rule = rule if rule and rule.get("after") else None
+            if rule and not self.after_rule:
                 res, name = self.res_name_of_path()
                 if self.headers.get("Content-Length"):
                     self.read_body()
@@ -1744,6 +1872,12 @@ class Handler(BaseHTTPRequestHandler):
                 if body.get("clear"):
                     f.rules.clear()
                     f.latency.clear()
+                    f.pods_reset()
+                f.missing_images.update(body.get("missing_images", []))
+                if "pod_start_delay_ms" in body:
+                    f.start_delay = float(body["pod_start_delay_ms"]) / 1000.0
+                if "pod_ready_delay_ms" in body:
+                    f.ready_delay = float(body["pod_ready_delay_ms"]) / 1000.0
                 for r in body.get("errors", []):
                     r = dict(r)
                     r.setdefault("count", 1)
@@ -1758,10 +1892,10 @@ class Handler(BaseHTTPRequestHandler):
                 with emu.store.lock:
                     emu.store.watch_gen += 1
                     emu.store.cond.notify_all()
-            for key in ("kill_pod", "delete_pod"):
+            for key in POD_FAULTS:
                 if body.get(key):
                     ns, _, nm = body[key].rpartition("/")
-                    out[key] = emu.kill_pod(ns or "default", nm, delete=key == "delete_pod")
+                    out[key] = emu.kill_pod(ns or "default", nm, key, body.get("message"))
             if body.get("restart"):
                 down = float(body.get("down_ms", 0)) / 1000.0
                 me = self.connection
@@ -1989,22 +2123,40 @@ def delete_namespace(self, ns):
     return copy.deepcopy(ns)
 
 
-def kill_pod(self, ns, name, delete=False):
+POD_FAULTS = ("kill_pod", "delete_pod", "oom_kill_pod", "evict_pod", "deadline_pod")
+
+
+def kill_pod(self, ns, name, kind="kill_pod", message=None):
+    """A pod fault (the keys of POD_FAULTS) the way the kubelet/API server shapes it."""
     st = self.store
     with st.lock:
         pod = st.get(PODS, ns, name)
         if pod is None:
             return "not found"
         pr = self.pods.get(pod["metadata"]["uid"])
-        if delete:
+        container = pod["spec"]["containers"][0]["name"]
+        if kind == "delete_pod":
             st.remove(PODS, pod)
             self.pods.pop(pod["metadata"]["uid"], None)
     if pr is None:
         return "no sandbox"
-    if delete:
+    if kind == "delete_pod":
         pr.destroy()
         return "deleted"
-    pr.kill()
+    if kind == "oom_kill_pod":
+        pr.fail("OOMKilled")
+        return "oom killed"
+    if kind == "evict_pod":
+        pr.fail("Error", "Evicted", message or (
+            "The node was low on resource: memory. Threshold quantity: 100Mi, available: "
+            "51200Ki. Container %s was using 2097152Ki, request is 0, has larger consumption "
+            "of memory. " % container), disruption="TerminationByKubelet")
+        return "evicted"
+    if kind == "deadline_pod":
+        pr.fail("Error", "DeadlineExceeded",
+                "Pod was active on the node longer than the specified deadline")
+        return "deadline exceeded"
+    pr.fail()
     return "killed"
 
 

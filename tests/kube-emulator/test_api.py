@@ -350,6 +350,137 @@ def _ok(f):
         return False
 
 
+class PodWatch:
+    """A raw watch on one pod (from the current RV) collecting its events in a thread."""
+
+    def __init__(self, emu, name, seconds=20):
+        rv = rest(emu, "GET", NS + "/pods")[2]["metadata"]["resourceVersion"]
+        self.events = []
+        self.t = threading.Thread(target=watch_lines, daemon=True, args=(
+            emu, "watch=true&resourceVersion=%s&timeoutSeconds=%d"
+            "&fieldSelector=metadata.name%%3D%s" % (rv, seconds, name), 1000, seconds + 5,
+            self.events))
+        self.t.start()
+
+    def wait(self, pred, what):
+        """The first event whose pod satisfies pred (MODIFIED events only)."""
+        return wait_for(lambda: next((e["object"] for e in list(self.events)
+                                      if e["type"] == "MODIFIED" and pred(e["object"])), None),
+                        what=what)
+
+
+def waiting_reason(pod):
+    cs = pod.get("status", {}).get("containerStatuses") or [{}]
+    return cs[0].get("state", {}).get("waiting", {}).get("reason")
+
+
+def terminated(pod):
+    cs = pod.get("status", {}).get("containerStatuses") or [{}]
+    return cs[0].get("state", {}).get("terminated")
+
+
+def test_image_pull_failure_until_the_image_exists(kube_emulator):
+    kube_emulator.fault({"missing_images": ["busybox:missing"]})
+    w = PodWatch(kube_emulator, "puller")
+    m = pod_manifest("puller", ["sleep", "60"])
+    m["spec"]["containers"][0]["image"] = "busybox:missing"
+    assert rest(kube_emulator, "POST", NS + "/pods", m)[0] == 201
+    p = w.wait(lambda o: waiting_reason(o) == "ErrImagePull", "ErrImagePull")
+    assert p["status"]["phase"] == "Pending"
+    st = p["status"]["containerStatuses"][0]
+    assert st["ready"] is False and st["restartCount"] == 0
+    assert 'failed to pull and unpack image "busybox:missing"' in st["state"]["waiting"]["message"]
+    ready = [c for c in p["status"]["conditions"] if c["type"] == "Ready"][0]
+    assert ready["status"] == "False" and ready["reason"] == "ContainersNotReady"
+    p = w.wait(lambda o: waiting_reason(o) == "ImagePullBackOff", "ImagePullBackOff")
+    assert p["status"]["phase"] == "Pending"
+    assert p["status"]["containerStatuses"][0]["state"]["waiting"]["message"] == \
+        'Back-off pulling image "busybox:missing"'
+    assert not kube_emulator.state()["pods"]["default/puller"]["running"]  # no sandbox
+    # the image appears: the next pull succeeds and the pod starts
+    kube_emulator.fault({"clear": True})
+    w.wait(lambda o: o["status"]["phase"] == "Running", "Running after the pull")
+    rest(kube_emulator, "DELETE", NS + "/pods/puller?gracePeriodSeconds=0")
+    # a registry under .invalid never resolves
+    m = pod_manifest("nohost", ["sleep", "60"])
+    m["spec"]["containers"][0]["image"] = "registry.invalid/team/img:1"
+    w = PodWatch(kube_emulator, "nohost")
+    assert rest(kube_emulator, "POST", NS + "/pods", m)[0] == 201
+    w.wait(lambda o: waiting_reason(o) == "ImagePullBackOff", ".invalid: ImagePullBackOff")
+    rest(kube_emulator, "DELETE", NS + "/pods/nohost?gracePeriodSeconds=0")
+
+
+@pytest.mark.parametrize("fault,reason,container_reason", [
+    ("oom_kill_pod", None, "OOMKilled"),
+    ("evict_pod", "Evicted", "Error"),
+    ("deadline_pod", "DeadlineExceeded", "Error"),
+])
+def test_pod_failures_shaped_like_the_kubelet(kube_emulator, fault, reason, container_reason):
+    name = fault.replace("_", "-")
+    w = PodWatch(kube_emulator, name)
+    create_running_pod(kube_emulator, name)
+    sid = kube_emulator.state()["pods"]["default/" + name]["sandbox"]
+    assert kube_emulator.fault({fault: "default/" + name})[fault]
+    p = w.wait(lambda o: o["status"]["phase"] == "Failed", "Failed (MODIFIED)")
+    t = terminated(p)
+    assert t["exitCode"] == 137 and t["reason"] == container_reason, t
+    assert p["status"].get("reason") == reason
+    conds = {c["type"]: c for c in p["status"]["conditions"]}
+    assert conds["Ready"]["status"] == "False" and conds["Ready"]["reason"] == "PodFailed"
+    if fault == "evict_pod":
+        assert p["status"]["message"].startswith("The node was low on resource: memory.")
+        assert conds["DisruptionTarget"]["reason"] == "TerminationByKubelet"
+    if fault == "deadline_pod":
+        assert p["status"]["message"] == \
+            "Pod was active on the node longer than the specified deadline"
+    assert sid not in kube_emulator.state()["sandboxes"]  # the containers are gone
+    # the pod object stays (Failed) until someone deletes it
+    assert rest(kube_emulator, "GET", NS + "/pods/" + name)[2]["status"]["phase"] == "Failed"
+    rest(kube_emulator, "DELETE", NS + "/pods/%s?gracePeriodSeconds=0" % name)
+
+
+def test_active_deadline_seconds_is_enforced(kube_emulator):
+    m = pod_manifest("deadline", ["sleep", "60"])
+    m["spec"]["activeDeadlineSeconds"] = 1
+    w = PodWatch(kube_emulator, "deadline")
+    assert rest(kube_emulator, "POST", NS + "/pods", m)[0] == 201
+    p = w.wait(lambda o: o["status"]["phase"] == "Failed", "DeadlineExceeded")
+    assert p["status"]["reason"] == "DeadlineExceeded"
+    assert [e["object"]["status"]["phase"] for e in w.events if e["type"] == "MODIFIED"
+            ].count("Running") >= 1  # it ran first
+    rest(kube_emulator, "DELETE", NS + "/pods/deadline?gracePeriodSeconds=0")
+
+
+def test_ready_delay_and_start_delay(kube_emulator):
+    kube_emulator.fault({"pod_ready_delay_ms": 600, "pod_start_delay_ms": 300})
+    try:
+        w = PodWatch(kube_emulator, "slow")
+        assert rest(kube_emulator, "POST", NS + "/pods", pod_manifest("slow", ["sleep", "60"])
+                    )[0] == 201
+        ready = lambda o: any(c["type"] == "Ready" and c["status"] == "True"
+                              for c in o["status"].get("conditions", []))
+        w.wait(ready, "Ready")
+        phases = [(e["object"]["status"]["phase"], ready(e["object"])) for e in w.events
+                  if e["type"] == "MODIFIED"]
+        assert phases.index(("Pending", False)) < phases.index(("Running", False)) < \
+            phases.index(("Running", True)), phases
+        assert waiting_reason([e["object"] for e in w.events][1]) == "ContainerCreating"
+    finally:
+        kube_emulator.fault({"clear": True})
+        rest(kube_emulator, "DELETE", NS + "/pods/slow?gracePeriodSeconds=0")
+
+
+def test_after_fault_applies_the_request_and_loses_the_answer(kube_emulator):
+    kube_emulator.fault({"errors": [{"path": "^%s/pods$" % NS, "method": "POST", "status": 500,
+                                     "after": True, "count": 1}]})
+    code, _, b = rest(kube_emulator, "POST", NS + "/pods", pod_manifest("lost", ["sleep", "60"]))
+    assert code == 500 and status_shape(b, 500, "InternalError")
+    assert rest(kube_emulator, "GET", NS + "/pods/lost")[0] == 200  # it was created
+    code, _, b = rest(kube_emulator, "POST", NS + "/pods", pod_manifest("lost", ["sleep", "60"]))
+    assert code == 409 and status_shape(b, 409, "AlreadyExists")
+    rest(kube_emulator, "DELETE", NS + "/pods/lost?gracePeriodSeconds=0")
+
+
 # ---------------------------------------------------------------------------------------------
 # python-kubernetes (Debian python3-kubernetes)
 
