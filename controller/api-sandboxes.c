@@ -24,6 +24,7 @@
 #include "controller/plans.h"
 #include "controller/sandbox.h"
 #include "controller/templates.h"
+#include "controller/templates-k8s.h"
 #include "controller/validate.h"
 #include "controller/warmpool.h"
 #include "k8s/k8s-runtime.h"
@@ -349,6 +350,12 @@ API_HANDLER(api_sandbox_create)
 
     /* Start it. */
     char **env_arr = env_array(env);
+    /* k8s: the template's image and scheduling; a create without a template gets the
+     * `default` template's, as the warm pool it may claim from does */
+    const struct sbx_template *ptpl = tpl ? tpl : template ? NULL : templates_find("default");
+    struct sbx_placement placement = { 0 };
+    if (ptpl)
+        templates_placement(ptpl, &placement);
     struct sbx_sandbox_spec spec = {
         .id = id,
         .cpus_milli = cpus,
@@ -358,6 +365,7 @@ API_HANDLER(api_sandbox_create)
         .env = (const char *const *)env_arr,
         .org_id = req->who.org_id,
         .pool = warmpool_key(template, tpl), /* k8s: claim a warm pod of this shape */
+        .placement = &placement,
     };
     char err[256] = "";
     sandbox_lock(id);

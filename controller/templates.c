@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "controller/config.h"
+#include "controller/templates-k8s.h"
 
 #define MAX_TEMPLATES 128
 
@@ -22,22 +23,20 @@ static struct sbx_template *tpls;
 static size_t n_tpls;
 static char names_text[4096];
 static bool from_file;
+static char default_image[600]; /* what a template without `image` runs: k8s.image, "" locally */
 
 static const char *builtin_yaml =
     "templates:\n"
     "  - name: base\n"
     "    description: Shell only (POSIX sh and the host's core utilities).\n"
-    "    image: docker.io/library/debian:bookworm-slim\n"
     "    runtime_notes: Local runtime - /bin/sh and /usr/bin tools of the host, read-only.\n"
     "    requires: /bin/sh\n"
     "  - name: default\n"
     "    description: Alias of base.\n"
-    "    image: docker.io/library/debian:bookworm-slim\n"
     "    runtime_notes: Local runtime - /bin/sh and /usr/bin tools of the host, read-only.\n"
     "    requires: /bin/sh\n"
     "  - name: python-basic\n"
     "    description: Python 3 with the standard library.\n"
-    "    image: docker.io/library/python:3.12-slim\n"
     "    runtime_notes: Local runtime - the host's /usr/bin/python3 and its installed packages, "
     "read-only.\n"
     "    requires: /usr/bin/python3\n"
@@ -46,7 +45,6 @@ static const char *builtin_yaml =
     "      PYTHONDONTWRITEBYTECODE: \"1\"\n"
     "  - name: node-basic\n"
     "    description: Node.js with npm's standard tooling.\n"
-    "    image: docker.io/library/node:22-slim\n"
     "    runtime_notes: Local runtime - the host's /usr/bin/node, read-only.\n"
     "    requires: /usr/bin/node\n"
     "    env:\n"
@@ -59,6 +57,7 @@ static void tpl_free(struct sbx_template *t)
     free(t->image);
     free(t->runtime_notes);
     free(t->requires);
+    templates_k8s_free(t);
     for (char **e = t->env; e && *e; e++)
         free(*e);
     free(t->env);
@@ -168,16 +167,23 @@ static int parse(const char *src, const unsigned char *data, size_t len, char *e
                 }
                 continue;
             }
+            if (!v)
+                FAIL(k, "'%s' has no value", ks);
+            int pk = templates_k8s_parse_key(t, &doc, ks, v, src, err, errlen);
+            if (pk < 0) {
+                r = pk;
+                goto out;
+            }
+            if (pk > 0)
+                continue;
             if (!vs)
-                FAIL(v ? v : k, "'%s' must be a scalar", ks);
+                FAIL(v, "'%s' must be a scalar", ks);
             if (strcmp(ks, "name") == 0) {
                 if (!name_ok(vs))
                     FAIL(v, "invalid template name '%s'", vs);
                 t->name = xstrdup(vs);
             } else if (strcmp(ks, "description") == 0) {
                 t->description = xstrdup(vs);
-            } else if (strcmp(ks, "image") == 0) {
-                t->image = xstrdup(vs);
             } else if (strcmp(ks, "runtime_notes") == 0) {
                 t->runtime_notes = xstrdup(vs);
             } else if (strcmp(ks, "requires") == 0) {
@@ -267,9 +273,10 @@ int templates_init(const struct sbx_config *cfg, char *err, size_t errlen)
     if (r < 0)
         return r;
     /* `requires` names a file of the host's /usr, which only local sandboxes see; pods run
-     * k8s.image, whose contents the controller cannot check (its own image has no
+     * the template's image (default k8s.image), whose contents the controller cannot check (its own image has no
      * interpreters), so on the k8s runtime every template is available. */
     bool local = strcmp(cfg->runtime.kind, "k8s") != 0;
+    snprintf(default_image, sizeof default_image, "%s", local ? "" : cfg->k8s.image);
     size_t off = 0;
     names_text[0] = '\0';
     for (size_t i = 0; i < n_tpls; i++) {
@@ -317,7 +324,7 @@ void templates_json(yajl_gen g, const struct sbx_template *t)
     yajl_gen_map_open(g);
     sbx_jgen_kstr(g, "name", t->name);
     sbx_jgen_kstr(g, "description", t->description);
-    sbx_jgen_kstr(g, "image", t->image);
+    sbx_jgen_kstr(g, "image", t->image[0] ? t->image : default_image);
     sbx_jgen_kstr(g, "runtime_notes", t->runtime_notes);
     sbx_jgen_kstr(g, "requires", t->requires[0] ? t->requires : NULL);
     if (t->cpus_milli) {
@@ -348,6 +355,7 @@ void templates_json(yajl_gen g, const struct sbx_template *t)
     yajl_gen_map_close(g);
     sbx_jgen_kbool(g, "allow_network", t->allow_network);
     sbx_jgen_kint(g, "warm_pool_size", t->warm_pool_size);
+    templates_k8s_json(g, t);
     sbx_jgen_kbool(g, "available", t->available);
     sbx_jgen_kstr(g, "unavailable_reason", t->available ? NULL : t->unavailable_reason);
     sbx_jgen_kstr(g, "source", from_file ? "config" : "builtin");

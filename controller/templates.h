@@ -5,9 +5,10 @@
  *
  * On the local runtime every template runs on the host's /usr mounted read-only, so a
  * template names the interpreter it needs (`requires`); one whose interpreter is missing is
- * listed as unavailable and refused on create. On the k8s runtime sandboxes run k8s.image
- * (the Containerfile's `sandbox` stage has python3 and node), which the controller cannot
- * inspect: `requires` is not checked there.
+ * listed as unavailable and refused on create. On the k8s runtime a template's pods run its
+ * `image` (default k8s.image: the Containerfile's `sandbox` stage has python3 and node) with
+ * its runtime_class, node_selector and tolerations (templates-k8s.c); the controller cannot
+ * inspect the image, so `requires` is not checked there.
  */
 #pragma once
 
@@ -17,12 +18,14 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
+#include "runtime/runtime.h"
+
 struct sbx_config;
 
 struct sbx_template {
     char *name;
     char *description;
-    char *image;           /* container image for the Kubernetes runtime */
+    char *image;           /* k8s: the pods' image ("" = k8s.image) */
     char *runtime_notes;   /* what it provides on the local runtime */
     char *requires;        /* absolute path of the interpreter it needs ("" = none) */
     uint32_t cpus_milli;   /* 0 = the configured default */
@@ -31,6 +34,10 @@ struct sbx_template {
     char **env;            /* KEY=VAL, NULL-terminated (never NULL) */
     bool allow_network;
     uint32_t warm_pool_size;
+    char *runtime_class;   /* k8s: runtimeClassName ("" = k8s.runtime_class); templates-k8s.c */
+    char **node_selector;  /* k8s: "key=value", NULL-terminated or NULL */
+    struct sbx_toleration *tolerations; /* k8s: owned strings */
+    size_t n_tolerations;
     bool available;
     char unavailable_reason[128];
 };

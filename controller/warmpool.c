@@ -13,6 +13,7 @@
 #include "controller/app.h"
 #include "controller/leader.h"
 #include "controller/templates.h"
+#include "controller/templates-k8s.h"
 #include "k8s/k8s-runtime.h"
 #include "runtime/runtime.h"
 
@@ -27,6 +28,7 @@ int warmpool_start(struct app *app, char *err, size_t errlen)
         return 0;
     const struct sbx_config *cfg = &app->cfg;
     struct k8s_pool_spec specs[K8S_POOL_MAX];
+    static struct sbx_placement placements[K8S_POOL_MAX]; /* live as long as the pools */
     size_t n = 0;
     for (size_t i = 0; i < templates_count(); i++) {
         const struct sbx_template *t = templates_at(i);
@@ -38,13 +40,16 @@ int warmpool_start(struct app *app, char *err, size_t errlen)
         }
         /* the shape a create of this template gets when it asks for nothing else
          * (controller/api-sandboxes.c) */
-        specs[n++] = (struct k8s_pool_spec){
+        templates_placement(t, &placements[n]);
+        specs[n] = (struct k8s_pool_spec){
             .template = t->name,
             .size = t->warm_pool_size,
             .cpus_milli = t->cpus_milli ? t->cpus_milli : cfg->limits.default_cpus,
             .memory_bytes = t->memory_bytes ? t->memory_bytes : cfg->limits.default_memory,
             .network = t->allow_network && cfg->runtime.allow_network,
+            .placement = &placements[n],
         };
+        n++;
         log_info("warm pool %s: %u pods", t->name, t->warm_pool_size);
     }
     return k8s_runtime_pool_start(app->rt, specs, n, cfg->k8s.warm_pool_max_age,

@@ -74,6 +74,7 @@ struct pool {
     unsigned size, cpus;
     uint64_t mem;
     bool net;
+    const struct sbx_placement *placement; /* borrowed (k8s_pool_spec) */
     char shape[SHAPE_LEN + 1];
     unsigned backoff_s;
     time_t next_create;
@@ -306,7 +307,8 @@ static bool usable(const struct k8s_pool *p, const struct ppod *pp, const struct
 
 /* ---- configuration ---- */
 
-static void pool_opts(const struct k8s_pool *p, const struct pool *pl, struct k8s_pod_opts *o)
+static void pool_opts(const struct k8s_pool *p, const struct pool *pl, struct k8s_pod_opts *o,
+                      struct k8s_toleration tols[K8S_TOLERATIONS_MAX])
 {
     *o = (struct k8s_pod_opts){
         .image = p->image,
@@ -318,12 +320,14 @@ static void pool_opts(const struct k8s_pool *p, const struct pool *pl, struct k8
         .uid = p->uid,
         .network = pl->net,
     };
+    (void)k8s_placement_apply(pl->placement, o, tols); /* checked by k8s_pool_start */
 }
 
 static int shape_of(const struct k8s_pool *p, struct pool *pl)
 {
     struct k8s_pod_opts o;
-    pool_opts(p, pl, &o);
+    struct k8s_toleration tols[K8S_TOLERATIONS_MAX];
+    pool_opts(p, pl, &o, tols);
     _cleanup_free_ char *json = NULL;
     size_t len;
     int r = k8s_podspec_pool_pod(&o, "shape", pl->tpl, "0", &json, &len);
@@ -350,9 +354,10 @@ int k8s_pool_start(struct k8s_pool *p, const struct k8s_pool_spec *pools, size_t
         const struct k8s_pool_spec *s = &pools[i];
         pl[i] = (struct pool){ .tpl = xstrdup(s->template ? s->template : ""), .size = s->size,
                                .cpus = s->cpus_milli, .mem = s->memory_bytes,
-                               .net = s->network };
+                               .net = s->network, .placement = s->placement };
         if (!pl[i].tpl[0] || strlen(pl[i].tpl) > K8S_POOL_TEMPLATE_MAX ||
-            s->size > K8S_POOL_MAX_SIZE) {
+            s->size > K8S_POOL_MAX_SIZE ||
+            (s->placement && s->placement->n_tolerations > K8S_TOLERATIONS_MAX)) {
             snprintf(err, errlen, "warm pool '%s': invalid template or size", pl[i].tpl);
             r = -EINVAL;
         }
@@ -516,7 +521,8 @@ static void act(struct k8s_pool *p, struct action *a, size_t na)
         pthread_mutex_lock(&p->mu);
         struct pool *pl = &p->pools[a[i].pool];
         struct k8s_pod_opts o;
-        pool_opts(p, pl, &o);
+        struct k8s_toleration tols[K8S_TOLERATIONS_MAX];
+        pool_opts(p, pl, &o, tols);
         _cleanup_free_ char *json = NULL;
         size_t len;
         int r = k8s_podspec_pool_pod(&o, a[i].name, pl->tpl, pl->shape, &json, &len);

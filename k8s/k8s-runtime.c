@@ -337,9 +337,15 @@ static int k_create(struct sbx_runtime *rt, const struct sbx_sandbox_spec *spec,
         .network = spec->network,
         .env = spec->env,
     };
+    struct k8s_toleration tols[K8S_TOLERATIONS_MAX];
+    int r = k8s_placement_apply(spec->placement, &o, tols);
+    if (r < 0) {
+        snprintf(err, errlen, "pod spec: more than %d tolerations", K8S_TOLERATIONS_MAX);
+        return r;
+    }
     _cleanup_free_ char *json = NULL;
     size_t len;
-    int r = k8s_podspec_pod(&o, &json, &len);
+    r = k8s_podspec_pod(&o, &json, &len);
     if (r < 0) {
         snprintf(err, errlen, "pod spec: invalid options");
         return r;

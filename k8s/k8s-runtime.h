@@ -62,6 +62,7 @@ struct k8s_pool_spec {
     unsigned cpus_milli;
     uint64_t memory_bytes;
     bool network;
+    const struct sbx_placement *placement; /* the template's; borrowed for the runtime's life */
 };
 
 /* Configures the pools (copied) and starts the filler thread. The filler acts only while

@@ -9,6 +9,7 @@
 #include "common/crypto.h"
 #include "common/json.h"
 #include "k8s/podspec.h"
+#include "runtime/runtime.h"
 
 static bool id_ok(const char *id)
 {
@@ -55,8 +56,7 @@ int k8s_pod_name(const char *sandbox_id, char out[K8S_POD_NAME_MAX])
     return 0;
 }
 
-/* A label value: ≤ 63, [A-Za-z0-9_.-], alphanumeric at both ends. */
-static bool label_value_ok(const char *v)
+bool k8s_label_value_ok(const char *v)
 {
     size_t n = strlen(v);
     if (n == 0 || n > 63)
@@ -70,6 +70,58 @@ static bool label_value_ok(const char *v)
             return false;
     }
     return true;
+}
+
+int k8s_placement_apply(const struct sbx_placement *pl, struct k8s_pod_opts *o,
+                        struct k8s_toleration tols[K8S_TOLERATIONS_MAX])
+{
+    if (!pl)
+        return 0;
+    if (pl->n_tolerations > K8S_TOLERATIONS_MAX)
+        return -E2BIG;
+    if (pl->image && pl->image[0])
+        o->image = pl->image;
+    if (pl->runtime_class && pl->runtime_class[0])
+        o->runtime_class = pl->runtime_class;
+    o->node_selector = pl->node_selector;
+    for (size_t i = 0; i < pl->n_tolerations; i++)
+        tols[i] = (struct k8s_toleration){ .key = pl->tolerations[i].key,
+                                           .op = pl->tolerations[i].op,
+                                           .value = pl->tolerations[i].value,
+                                           .effect = pl->tolerations[i].effect };
+    o->tolerations = pl->n_tolerations ? tols : NULL;
+    o->n_tolerations = pl->n_tolerations;
+    return 0;
+}
+
+bool k8s_dns_subdomain_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool an = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!an && c != '-' && c != '.')
+            return false;
+        if (!an && (i == 0 || i == n - 1))
+            return false;
+    }
+    return true;
+}
+
+bool k8s_label_key_ok(const char *k)
+{
+    const char *slash = strchr(k, '/');
+    if (!slash)
+        return k8s_label_value_ok(k);
+    char prefix[254];
+    size_t n = (size_t)(slash - k);
+    if (n == 0 || n >= sizeof prefix)
+        return false;
+    memcpy(prefix, k, n);
+    prefix[n] = 0;
+    return k8s_dns_subdomain_ok(prefix) && k8s_label_value_ok(slash + 1);
 }
 
 static void kquantity(yajl_gen g, const char *k, uint64_t v)
@@ -145,7 +197,7 @@ int k8s_podspec_pod(const struct k8s_pod_opts *o, char **ret, size_t *ret_len)
     uint64_t ws, tmp;
     if (common_opts(o, &uid, &ws, &tmp) < 0 || k8s_pod_name(o->sandbox_id, name) < 0)
         return -EINVAL;
-    if (o->org_id && !label_value_ok(o->org_id))
+    if (o->org_id && !k8s_label_value_ok(o->org_id))
         return -EINVAL;
 
     _cleanup_jgen_ yajl_gen g = sbx_jgen_new();
@@ -166,7 +218,7 @@ int k8s_podspec_pod(const struct k8s_pod_opts *o, char **ret, size_t *ret_len)
     if (o->org_id)
         sbx_jgen_kstr(g, K8S_LABEL_ORG, o->org_id);
     /* the label holds the id when it is a valid label value, else the pod name's suffix */
-    sbx_jgen_kstr(g, K8S_LABEL_SANDBOX, label_value_ok(o->sandbox_id) ? o->sandbox_id : name + 4);
+    sbx_jgen_kstr(g, K8S_LABEL_SANDBOX, k8s_label_value_ok(o->sandbox_id) ? o->sandbox_id : name + 4);
     yajl_gen_map_close(g);
     sbx_jgen_kstr(g, "name", name);
     yajl_gen_map_close(g);
@@ -178,7 +230,7 @@ int k8s_podspec_pod(const struct k8s_pod_opts *o, char **ret, size_t *ret_len)
 
 void k8s_pool_label_value(const char *tpl, char out[K8S_LABEL_VALUE_MAX + 1])
 {
-    if (tpl && label_value_ok(tpl)) {
+    if (tpl && k8s_label_value_ok(tpl)) {
         snprintf(out, K8S_LABEL_VALUE_MAX + 1, "%s", tpl);
         return;
     }
@@ -193,8 +245,8 @@ int k8s_podspec_pool_pod(const struct k8s_pod_opts *o, const char *pod_name, con
     uint32_t uid;
     uint64_t ws, tmp;
     if (common_opts(o, &uid, &ws, &tmp) < 0 || o->sandbox_id || o->org_id || o->env ||
-        !pod_name || !label_value_ok(pod_name) || !tpl || !tpl[0] || !shape ||
-        !label_value_ok(shape))
+        !pod_name || !k8s_label_value_ok(pod_name) || !tpl || !tpl[0] || !shape ||
+        !k8s_label_value_ok(shape))
         return -EINVAL;
     for (const char *c = pod_name; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
@@ -233,7 +285,7 @@ int k8s_podspec_claim_patch(const char *rv, const char *sandbox_id, const char *
 {
     char name[K8S_POD_NAME_MAX];
     if (!rv || !rv[0] || k8s_pod_name(sandbox_id, name) < 0 ||
-        (org_id && !label_value_ok(org_id)))
+        (org_id && !k8s_label_value_ok(org_id)))
         return -EINVAL;
     _cleanup_jgen_ yajl_gen g = sbx_jgen_new();
     yajl_gen_map_open(g);
@@ -247,7 +299,7 @@ int k8s_podspec_claim_patch(const char *rv, const char *sandbox_id, const char *
     yajl_gen_map_open(g);
     if (org_id)
         sbx_jgen_kstr(g, K8S_LABEL_ORG, org_id);
-    sbx_jgen_kstr(g, K8S_LABEL_SANDBOX, label_value_ok(sandbox_id) ? sandbox_id : name + 4);
+    sbx_jgen_kstr(g, K8S_LABEL_SANDBOX, k8s_label_value_ok(sandbox_id) ? sandbox_id : name + 4);
     sbx_jgen_knull(g, K8S_LABEL_POOL); /* merge patch: null removes the key */
     yajl_gen_map_close(g);
     sbx_jgen_kstr(g, "resourceVersion", rv); /* the precondition: 409 Conflict if it moved */

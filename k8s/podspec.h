@@ -59,6 +59,22 @@ struct k8s_pod_opts {
     size_t n_tolerations;
 };
 
+/* Kubernetes syntax checks for values that come from configuration (templates).
+ * Label value: ≤ 63 of [A-Za-z0-9_.-], alphanumeric at both ends (empty refused).
+ * DNS-1123 subdomain: ≤ 253 of [a-z0-9.-], alphanumeric at both ends.
+ * Label key: [subdomain "/"] name, the name as a label value. */
+bool k8s_label_value_ok(const char *v);
+bool k8s_dns_subdomain_ok(const char *s);
+bool k8s_label_key_ok(const char *k);
+
+/* Overlays a sandbox's placement (runtime/runtime.h; NULL = none) on o: its image and
+ * runtime class when set, its node selector, and its tolerations copied into tols (o points
+ * at them; tols must outlive o). -E2BIG more than K8S_TOLERATIONS_MAX tolerations. */
+#define K8S_TOLERATIONS_MAX 32
+struct sbx_placement;
+int k8s_placement_apply(const struct sbx_placement *pl, struct k8s_pod_opts *o,
+                        struct k8s_toleration tols[K8S_TOLERATIONS_MAX]);
+
 /* Deterministic DNS-1123 pod name for a sandbox id: "sbx-<id lowercased>" when that is
  * lossless, else "sbx-<sanitised>-<8 hex of sha256(id)>". -EINVAL for an invalid id. */
 int k8s_pod_name(const char *sandbox_id, char out[K8S_POD_NAME_MAX]);

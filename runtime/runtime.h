@@ -35,6 +35,19 @@
 struct sbx_runtime;
 struct sbx_exec;
 
+/* Where and from what a cluster backend runs a sandbox (k8s: the pod's image,
+ * runtimeClassName, nodeSelector, tolerations). Borrowed; the local backend ignores it. */
+struct sbx_toleration {
+    const char *key, *op, *value, *effect; /* op "Equal"/"Exists"; NULL = omitted */
+};
+struct sbx_placement {
+    const char *image;                 /* NULL/"" = the backend's default image */
+    const char *runtime_class;         /* NULL/"" = the backend's default */
+    const char *const *node_selector;  /* "key=value", NULL-terminated or NULL */
+    const struct sbx_toleration *tolerations;
+    size_t n_tolerations;
+};
+
 struct sbx_sandbox_spec {
     const char *id;            /* [A-Za-z0-9_-]{1,64}; the caller keeps ownership */
     unsigned cpus_milli;       /* 0 = unlimited; 500 = half a CPU */
@@ -45,6 +58,7 @@ struct sbx_sandbox_spec {
     const char *org_id;        /* owner, for backends that label (k8s); NULL = unknown */
     const char *pool;          /* warm pool (template name) the sandbox may be claimed from
                                   when its shape matches (k8s); NULL = always a cold create */
+    const struct sbx_placement *placement; /* NULL = the backend's defaults */
 };
 
 struct sbx_exec_spec {

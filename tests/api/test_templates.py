@@ -89,14 +89,26 @@ def test_templates_file(aux_pg, tmp_path_factory):
         assert pd.shutdown() in (0, None)
 
 
-def test_bad_templates_file_refuses_start(aux_pg, tmp_path_factory):
+@pytest.mark.parametrize("entry,message", [
+    ("    cpus: lots\n", ":3: invalid cpus"),
+    ("    tolerations:\n      - {key: gpu, operator: Sometimes}\n",
+     ":4: toleration: operator must be Equal or Exists"),
+    ("    tolerations:\n      - {operator: Equal, value: x}\n",
+     ":4: toleration: a toleration without a key needs operator Exists"),
+    ("    tolerations:\n      - {key: gpu, effect: Never}\n", ":4: toleration: effect must be"),
+    ("    node_selector: {\"bad key!\": x}\n", ":3: node_selector: invalid label key"),
+    ("    node_selector: {pool: [a]}\n", ":3: 'node_selector' must be a mapping"),
+    ("    runtime_class: Kata_Containers\n", ":3: invalid runtime_class"),
+    ("    image: \"has space\"\n", ":3: invalid image"),
+])
+def test_bad_templates_file_refuses_start(aux_pg, tmp_path_factory, entry, message):
     wd = tmp_path_factory.mktemp("tplbad")
     f = wd / "templates.yaml"
-    f.write_text("templates:\n  - name: x\n    cpus: lots\n")
+    f.write_text("templates:\n  - name: x\n" + entry)
     pd = PrivateDaemon(aux_pg, wd, "tplbad", {"SANDBOXD_TEMPLATES_FILE": str(f)})
     with pytest.raises(RuntimeError) as e:
         pd.start()
-    assert "invalid cpus" in str(e.value)
+    assert message in str(e.value), str(e.value)[-500:]
 
 
 # ---------------------------------------------------------------------------------------------

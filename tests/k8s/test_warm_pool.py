@@ -505,3 +505,64 @@ def metric_plain(d, name):
         if line.startswith(name + " "):
             return float(line.split()[1])
     return None
+
+
+PLACED = """templates:
+  - name: placed
+    description: pooled, with its own image and scheduling
+    image: registry.example/sandbox:placed
+    runtime_class: kata
+    node_selector: {pool: gpu, node.kubernetes.io/instance-type: big}
+    tolerations:
+      - {key: gpu, operator: Exists, effect: NoSchedule}
+      - {key: team, value: ml}
+    warm_pool_size: 1
+  - name: cold
+    description: no pool, no placement
+"""
+
+
+def placed_spec(pod):
+    spec = pod["spec"]
+    return (spec["containers"][0]["image"], spec.get("runtimeClassName"),
+            spec.get("nodeSelector"), spec.get("tolerations"))
+
+
+def test_template_image_and_scheduling_reach_the_pods(warm):
+    """A template's image, runtime_class, node_selector and tolerations (templates-k8s.c) are
+    in its pool pods, in the claimed pod and in a cold pod; a template without them runs
+    k8s.image and schedules anywhere; GET /templates shows what the pods get."""
+    emu = warm.emu
+    path = warm.workdir / "placed.yaml"
+    path.write_text(PLACED)
+    d = warm.start(str(path))
+    c = Client(d)
+    ts = {t["name"]: t for t in requests.get(d.base + "/api/v1/templates", headers=auth(c.key),
+                                             timeout=10).json()["templates"]}
+    want = ("registry.example/sandbox:placed", "kata",
+            {"pool": "gpu", "node.kubernetes.io/instance-type": "big"},
+            [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"},
+             {"key": "team", "operator": "Equal", "value": "ml"}])
+    t = ts["placed"]
+    assert (t["image"], t["runtime_class"], t["node_selector"], t["tolerations"]) == want, t
+    assert ts["cold"]["image"] == "sandbox:test" and ts["cold"]["runtime_class"] is None
+    assert ts["cold"]["node_selector"] == {} and ts["cold"]["tolerations"] == []
+
+    assert wait_until(lambda: len(ready_pool(emu, "placed")) == 1, 20), pods(emu)
+    (idle,) = pods(emu, f"{POOL_LABEL}=placed")
+    assert placed_spec(idle) == want
+    sid = c.create(template="placed")  # claimed
+    assert pod_of(emu, sid)["metadata"]["name"] == idle["metadata"]["name"]
+    assert c.run(sid, ["echo", "ok"])["stdout"] == "ok\n"
+    assert wait_until(lambda: len(ready_pool(emu, "placed")) == 1, 20)  # refilled
+    c.delete(sid)
+    # another memory: not the pool's shape, so a cold pod — with the same placement
+    sid = c.create(template="placed", memory="256Mi")
+    pod = pod_of(emu, sid)
+    assert pod["metadata"]["name"].startswith("sbx-") and placed_spec(pod) == want
+    c.delete(sid)
+    sid = c.create(template="cold")
+    spec = pod_of(emu, sid)["spec"]
+    assert spec["containers"][0]["image"] == "sandbox:test"
+    assert not {"runtimeClassName", "nodeSelector", "tolerations"} & set(spec), spec
+    c.delete(sid)

@@ -12,6 +12,7 @@
 
 #include "common/json.h"
 #include "k8s/podspec.h"
+#include "runtime/runtime.h"
 #include "tap.h"
 
 static char *slurp(const char *path, size_t *len)
@@ -124,6 +125,59 @@ static void check_restricted(yajl_val pod)
                AT(c, "resources", "limits", "ephemeral-storage"), "limits set");
         ok(sbx_json_get(c, "ports") == NULL, "no hostPort/ports");
     }
+}
+
+/* Kubernetes syntax of template placement values, and the overlay of a placement on a pod. */
+static void placement_checks(void)
+{
+    ok(k8s_label_key_ok("gpu") && k8s_label_key_ok("node.kubernetes.io/instance-type") &&
+           k8s_label_key_ok("sandboxd.io/pool"), "label keys accepted");
+    ok(!k8s_label_key_ok("") && !k8s_label_key_ok("/x") && !k8s_label_key_ok("Ex.com/x") &&
+           !k8s_label_key_ok("a/b/c") && !k8s_label_key_ok("x y") && !k8s_label_key_ok("-x"),
+       "bad label keys refused");
+    ok(k8s_label_value_ok("gvisor") && !k8s_label_value_ok("") && !k8s_label_value_ok("a b") &&
+           !k8s_label_value_ok("x-"), "label values");
+    char long_value[70];
+    memset(long_value, 'a', sizeof long_value - 1);
+    long_value[sizeof long_value - 1] = 0;
+    ok(!k8s_label_value_ok(long_value) && !k8s_label_key_ok(long_value), "over 63 refused");
+    ok(k8s_dns_subdomain_ok("kata-qemu") && k8s_dns_subdomain_ok("a.b") &&
+           !k8s_dns_subdomain_ok("Gvisor") && !k8s_dns_subdomain_ok("a_b") &&
+           !k8s_dns_subdomain_ok(".a"), "DNS-1123 subdomains");
+
+    const char *ns[] = { "pool=gpu", NULL };
+    struct sbx_toleration tol[] = { { "gpu", "Exists", NULL, "NoSchedule" } };
+    struct sbx_placement pl = { .image = "registry.example/py:1", .runtime_class = "kata",
+                                .node_selector = ns, .tolerations = tol, .n_tolerations = 1 };
+    struct k8s_pod_opts o = { .sandbox_id = "s1", .image = "default:1", .runtime_class = "gvisor" };
+    struct k8s_toleration tols[K8S_TOLERATIONS_MAX];
+    ok(k8s_placement_apply(&pl, &o, tols) == 0 && streq(o.image, "registry.example/py:1") &&
+           streq(o.runtime_class, "kata") && o.node_selector == ns && o.n_tolerations == 1 &&
+           streq(o.tolerations[0].op, "Exists") && !o.tolerations[0].value,
+       "placement overlaid");
+    char *json;
+    size_t len;
+    yajl_val pod = NULL;
+    char err[128];
+    ok(k8s_podspec_pod(&o, &json, &len) == 0 &&
+           sbx_json_parse(json, len, 1 << 20, 32, &pod, err, sizeof err) == 0,
+       "placed pod generated");
+    ok(streq(sbx_json_get_str(AT(pod, "spec", "nodeSelector"), "pool"), "gpu") &&
+           streq(sbx_json_get_str(AT(pod, "spec", "tolerations")->u.array.values[0], "operator"),
+                 "Exists") &&
+           streq(sbx_json_get_str(sbx_json_get(pod, "spec"), "runtimeClassName"), "kata"),
+       "nodeSelector, tolerations and runtimeClassName in the pod");
+    yajl_tree_free(pod);
+    free(json);
+
+    struct sbx_placement empty = { .image = "", .runtime_class = "" };
+    struct k8s_pod_opts d = { .sandbox_id = "s1", .image = "default:1", .runtime_class = "gvisor" };
+    ok(k8s_placement_apply(&empty, &d, tols) == 0 && streq(d.image, "default:1") &&
+           streq(d.runtime_class, "gvisor") && !d.node_selector && !d.tolerations,
+       "empty placement keeps the defaults");
+    ok(k8s_placement_apply(NULL, &d, tols) == 0 && streq(d.image, "default:1"), "NULL placement");
+    struct sbx_placement many = { .tolerations = tol, .n_tolerations = K8S_TOLERATIONS_MAX + 1 };
+    ok(k8s_placement_apply(&many, &d, tols) == -E2BIG, "too many tolerations refused");
 }
 
 int main(void)
@@ -278,5 +332,6 @@ int main(void)
     ok(k8s_podspec_netpol_egress(true, &json, &len) == 0 && strstr(json, "169.254.0.0/16") &&
            !strstr(json, "10.0.0.0/8"), "allow_private: only metadata excluded");
     free(json);
+    placement_checks();
     return done();
 }
