@@ -4,7 +4,8 @@
  * DESIGN
  * Reaper, every reaper.interval: ends sandboxes whose expires_at passed (reason "timeout"),
  * and every METER_EVERY_S meters running sandboxes' usage.
- * Reconciler, at start and every reconciler.interval: lists what the runtime has FIRST, then
+ * Reconciler, at start, every reconciler.interval and — on the k8s runtime — as soon as the
+ * pod watch reports a sandbox's pod failed or gone (on_runtime_event; coalesced): lists what the runtime has FIRST, then
  * the active rows (a sandbox is created in the runtime only after its 'creating' row
  * committed, so any runtime sandbox started before the list has a row visible to the later
  * query). Then, per row:
@@ -52,25 +53,60 @@
 #define METER_EVERY_S 30
 #define CKPT_REAP_EVERY_S 2
 
+#define COALESCE_MS 200 /* a watch-requested pass waits this long for more events */
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
 static bool stop_requested;
+static bool reconcile_requested; /* a watch saw a sandbox fail or vanish (k8s runtime) */
 static pthread_t reaper_thread, reconciler_thread;
 static bool started;
 
-/* Sleeps up to secs; returns false when the loops must stop. */
-static bool nap(uint64_t secs)
+static void deadline_in(struct timespec *ts, uint64_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Sleeps up to secs, or (early != NULL) until *early is set — then clears it and waits
+ * COALESCE_MS more so a burst of events makes one pass. False when the loops must stop. */
+static bool nap(uint64_t secs, bool *early)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)(secs ? secs : 1);
+    deadline_in(&until, (secs ? secs : 1) * 1000);
     pthread_mutex_lock(&lock);
-    while (!stop_requested)
+    while (!stop_requested && !(early && *early))
         if (pthread_cond_timedwait(&wake, &lock, &until) == ETIMEDOUT)
             break;
+    if (early && *early && !stop_requested) {
+        deadline_in(&until, COALESCE_MS);
+        while (!stop_requested && pthread_cond_timedwait(&wake, &lock, &until) != ETIMEDOUT)
+            ;
+        *early = false;
+    }
     bool go_on = !stop_requested;
     pthread_mutex_unlock(&lock);
     return go_on;
+}
+
+/* The k8s runtime's watch thread: a sandbox's pod failed or vanished (a typed reason: oom,
+ * evicted, deleted, ...). The reconciler runs a pass now instead of at its next interval.
+ * Never blocks beyond this module's mutex (held only briefly). */
+static void on_runtime_event(const char *id, enum sbx_state st, const char *reason, void *ud)
+{
+    (void)id;
+    (void)ud;
+    if (st == SBX_STATE_RUNNING || !reason || !reason[0])
+        return;
+    pthread_mutex_lock(&lock);
+    reconcile_requested = true;
+    pthread_cond_broadcast(&wake);
+    pthread_mutex_unlock(&lock);
 }
 
 static struct db *connect_db(struct app *app, const char *who)
@@ -140,7 +176,7 @@ static void *reaper_main(void *arg)
             meter_running(app, db);
             last_meter = sbx_now_ms();
         }
-    } while (nap(app->cfg.reaper.interval));
+    } while (nap(app->cfg.reaper.interval, NULL));
     db_close(db);
     return NULL;
 }
@@ -286,13 +322,15 @@ static void *reconciler_main(void *arg)
             db = connect_db(app, "reconciler");
         if (db && leader_is_leader())
             reconcile_once(app, db);
-    } while (nap(app->cfg.reconciler.interval));
+    } while (nap(app->cfg.reconciler.interval, &reconcile_requested));
     db_close(db);
     return NULL;
 }
 
 void loops_start(struct app *app)
 {
+    if (app->rt && strcmp(app->rt->ops->name, "kubernetes") == 0)
+        k8s_runtime_set_callback(app->rt, on_runtime_event, NULL);
     if (pthread_create(&reaper_thread, NULL, reaper_main, app) != 0 ||
         pthread_create(&reconciler_thread, NULL, reconciler_main, app) != 0)
         abort();

@@ -17,7 +17,8 @@ import time
 import pytest
 import requests
 
-from test_runtime_k8s import Client, assert_error, kget, running_e2e, sandbox_pods, wait_until
+from test_runtime_k8s import (E2E, H, Client, assert_error, kget, kpost, running_e2e,
+                              sandbox_pods, wait_until)
 
 NS = "sbx-faults"
 PODS_PATH = f"^/api/v1/namespaces/{NS}/pods$"
@@ -339,3 +340,37 @@ def test_killed_before_the_image_pull_fails_ends_in_error(e2e, client):
     assert sb and sb["status"] == "error" and sb["status_reason"] == "image_pull", client.get(sid)
     assert wait_until(lambda: not pods(e2e, sid), 20), pods(e2e, sid)
     assert_agreement(e2e)
+
+
+# ---- watch-driven reconciliation ------------------------------------------------------------
+
+def test_watch_event_triggers_the_reconciler(e2e, tmp_path):
+    """With reconciler.interval 1h the periodic pass never comes during the test: a pod the
+    kubelet OOM-kills and a pod deleted out of band still turn their rows to `error` with the
+    typed reason, and the failed pod is deleted — the pod watch wakes the reconciler
+    (controller/loops.c on_runtime_event)."""
+    ns = "sbx-watchwake"
+    st, body = kpost(e2e.emu, "/api/v1/namespaces",
+                     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    assert st in (201, 409), body
+    other = E2E(e2e.emu, e2e.pg, tmp_path, ns)
+    other.env["SANDBOXD_RECONCILER_INTERVAL"] = "1h"
+    other.start()
+    c = Client(other)
+    try:
+        oom, gone = c.create(), c.create()
+        time.sleep(0.5)  # the start-up pass is over
+        assert other.emu.fault({"oom_kill_pod": f"{ns}/sbx-{oom}"})["oom_kill_pod"]
+        assert other.emu.fault({"delete_pod": f"{ns}/sbx-{gone}"})
+        for sid, reason in ((oom, "oom"), (gone, "deleted")):
+            sb = ended(c, sid, timeout=30)
+            assert sb and sb["status"] == "error" and sb["status_reason"] == reason, c.get(sid)
+        assert wait_until(lambda: not [p for p in sandbox_pods(other.emu, ns)
+                                       if p["metadata"]["name"] == f"sbx-{oom}"], 30)
+    finally:
+        c.cleanup()
+        problems = other.stop()
+        for p in sandbox_pods(e2e.emu, ns):
+            e2e.emu.fault({"delete_pod": f"{ns}/{p['metadata']['name']}"})
+        H.reap_sandboxes(other.daemon.state_dir)
+    assert not problems, problems
