@@ -292,7 +292,7 @@ API_HANDLER(api_artifact_download)
     uint64_t got = 0;
     char err[256] = "";
     r = app->blobs->ops->get(app->blobs, key, fd, &got, err, sizeof(err));
-    int cr = close(fd) < 0 ? -errno : 0;
+    int cr = sbx_rt_close_write(app->rt, sid, fd);
     if (r < 0) {
         log_warn("artifact %s: download failed: %s", aid, err);
         return ckpt_store_error(resp, r, "artifact download");

@@ -713,7 +713,7 @@ static int write_one(void *ctx, size_t k)
     snprintf(key, sizeof(key), "orgs/%s/blobs/%s", w->org_id, e->sha256);
     uint64_t got = 0;
     r = bs->ops->get(bs, key, fd, &got, err, sizeof(err));
-    close(fd);
+    int cr = sbx_rt_close_write(rt, w->sid, fd);
     if (r >= 0 && got != e->size)
         r = -EBADMSG;
     if (r < 0) {
@@ -721,6 +721,8 @@ static int write_one(void *ctx, size_t k)
         atomic_store(&w->store_failed, true);
         return r;
     }
+    if (cr < 0)
+        return cr; /* a file error inside the sandbox */
     atomic_fetch_add(&w->bytes, got);
     return 0;
 }

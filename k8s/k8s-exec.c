@@ -39,6 +39,10 @@
 #define OUT_HIGH (1u << 20)
 #define OUT_LOW (256u * 1024u)
 #define STATUS_MAX (64u * 1024u)
+/* The upgrade request carries argv in its query. lws 4.1.6 formats the request line into 2048
+ * bytes and silently truncates a longer one (the server then sees a broken request): a longer
+ * path is refused here instead (measured: 2032 bytes still pass). */
+#define PATH_MAX_BYTES 2000u
 
 struct xq {
     uint8_t *data;
@@ -107,6 +111,8 @@ struct xpriv {
     bool stop;                         /* k8s_exec_free */
 
     uint64_t deadline_ms;              /* 0 = none */
+    void (*on_finish)(struct k8s_exec *e, void *userdata);
+    void *finish_ud;
     char *auth;                        /* "Bearer …" */
     char *path, *host, *address;
     int port;
@@ -369,13 +375,17 @@ static void *pump_main(void *u)
             break;
         if (finished && !out_p && !err_p) {
             pthread_mutex_lock(&x->mu);
-            if (x->out_fd >= 0)
+            if (x->out_fd >= 0) {
+                shutdown(x->out_fd, SHUT_WR); /* EOF for the caller even while in_fd (tty) lives */
                 close(x->out_fd);
+            }
             if (x->err_fd >= 0)
                 close(x->err_fd);
             x->out_fd = x->err_fd = -1;
             x->done = true;
             pthread_mutex_unlock(&x->mu);
+            if (x->on_finish)
+                x->on_finish(&x->pub, x->finish_ud);
             char c = 1;
             (void)!write(x->ctl_w, &c, 1);
             break;
@@ -490,8 +500,9 @@ static void xpriv_free(struct xpriv *x)
         lws_context_destroy(x->ctx);
     if (x->ssl_ctx)
         SSL_CTX_free(x->ssl_ctx); /* after the context: its connection's SSL held a reference */
-    int fds[] = { x->pub.stdin_fd, x->pub.stdout_fd, x->pub.stderr_fd, x->pub.ctl_fd,
-                  x->in_fd,        x->out_fd,        x->err_fd,        x->ctl_w, x->wake_fd };
+    int fds[] = { x->pub.stdin_fd, x->pub.stdout_fd, x->pub.stderr_fd, x->pub.tty_fd,
+                  x->pub.ctl_fd,   x->in_fd,         x->out_fd,        x->err_fd,
+                  x->ctl_w,        x->wake_fd };
     for (size_t i = 0; i < ARRAY_SIZE(fds); i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -566,6 +577,15 @@ static char *build_path(struct xpriv *x, struct k8s_client *c, const struct k8s_
     return sbx_buf_steal(&b, NULL);
 }
 
+/* lws 4.1.6 also finds a connection's wsi in its certificate verify callback through an `SSL`
+ * ex-data index that every lws_create_context() re-allocates (process-global): a context created
+ * between a connection's SSL_new() and its handshake makes that callback find nothing, and the
+ * handshake fails ("can't get wsi from ssl privdata") — any two concurrent TLS execs could. So
+ * TLS contexts are created and their handshakes run one exec at a time: the gate is held from
+ * lws_create_context() until the WebSocket handshake is over (established, failed or timed
+ * out). Plain-http execs do not take it. */
+static pthread_mutex_t tls_gate = PTHREAD_MUTEX_INITIALIZER;
+
 /* The client SSL_CTX is ours, not lws': lws 4.1.6 finds the SSL_CTX it created again at vhost
  * destruction through an SSL_CTX ex-data index that is process-global and re-allocated by every
  * lws_create_context() (LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT). A context created before another
@@ -622,12 +642,16 @@ int k8s_exec_start(struct k8s_client *c, const struct k8s_exec_opts *o, struct k
     if (r < 0)
         return r;
 
+    bool gated = false; /* holding tls_gate */
     struct xpriv *x = xcalloc(1, sizeof *x);
     pthread_mutex_init(&x->mu, NULL);
     pthread_cond_init(&x->cond, NULL);
-    x->pub = (struct k8s_exec){ -1, -1, -1, -1, x };
+    x->pub = (struct k8s_exec){ .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .tty_fd = -1,
+                                .ctl_fd = -1, .priv = x };
     x->in_fd = x->out_fd = x->err_fd = x->ctl_w = x->wake_fd = -1;
     x->cur_chan = -1;
+    x->on_finish = o->on_finish;
+    x->finish_ud = o->finish_userdata;
     sbx_buf_init(&x->status, STATUS_MAX);
     struct k8s_config *cfg = k8s_client_config(c);
     x->insecure = cfg->insecure;
@@ -637,18 +661,28 @@ int k8s_exec_start(struct k8s_client *c, const struct k8s_exec_opts *o, struct k
     tok = k8s_config_token(cfg);
     if (tok)
         x->auth = xasprintf("Bearer %s", tok);
-    if (!o->no_stdin && (r = sockpair(&x->in_fd, &x->pub.stdin_fd)) < 0)
-        goto fail_errno;
-    if ((r = sockpair(&x->out_fd, &x->pub.stdout_fd)) < 0)
-        goto fail_errno;
-    if (!o->tty && (r = sockpair(&x->err_fd, &x->pub.stderr_fd)) < 0)
-        goto fail_errno;
-    /* our ends: shut down the direction we never use */
-    if (x->in_fd >= 0)
-        shutdown(x->in_fd, SHUT_WR);
-    shutdown(x->out_fd, SHUT_RD);
-    if (x->err_fd >= 0)
+    if (o->tty) {
+        /* one socket both ways, like a pty master: in_fd is a dup of our end (closed on
+         * end-of-input while output still flows) */
+        if ((r = sockpair(&x->out_fd, &x->pub.tty_fd)) < 0)
+            goto fail_errno;
+        if (!o->no_stdin && (x->in_fd = fcntl(x->out_fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+            r = -errno;
+            goto fail_errno;
+        }
+    } else {
+        if (!o->no_stdin && (r = sockpair(&x->in_fd, &x->pub.stdin_fd)) < 0)
+            goto fail_errno;
+        if ((r = sockpair(&x->out_fd, &x->pub.stdout_fd)) < 0)
+            goto fail_errno;
+        if ((r = sockpair(&x->err_fd, &x->pub.stderr_fd)) < 0)
+            goto fail_errno;
+        /* our ends: shut down the direction we never use */
+        if (x->in_fd >= 0)
+            shutdown(x->in_fd, SHUT_WR);
+        shutdown(x->out_fd, SHUT_RD);
         shutdown(x->err_fd, SHUT_RD);
+    }
     int pfd[2];
     if (pipe2(pfd, O_CLOEXEC | O_NONBLOCK) < 0) {
         r = -errno;
@@ -675,6 +709,15 @@ int k8s_exec_start(struct k8s_client *c, const struct k8s_exec_opts *o, struct k
     info.user = x;
     info.fd_limit_per_thread = 16;
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT; /* lws 4.1: also "this context uses TLS" */
+    path = build_path(x, c, o);
+    size_t plen = strlen(path);
+    if (plen > PATH_MAX_BYTES) {
+        k8s_error_set(err, K8S_BAD_REQUEST, 0, "exec: the request path exceeds %u bytes "
+                      "(command too long)", PATH_MAX_BYTES);
+        r = -E2BIG;
+        goto fail;
+    }
+
     if (x->tls) {
         const char *ca = NULL, *cert = NULL, *key = NULL;
         if (!x->insecure) {
@@ -702,6 +745,8 @@ int k8s_exec_start(struct k8s_client *c, const struct k8s_exec_opts *o, struct k
         if ((r = client_ssl_ctx(ca, cert, key, x->insecure, &x->ssl_ctx, err)) < 0)
             goto fail;
         info.provided_client_ssl_ctx = x->ssl_ctx;
+        pthread_mutex_lock(&tls_gate);
+        gated = true;
     }
     x->ctx = lws_create_context(&info);
     if (x->ctx == NULL) {
@@ -717,7 +762,6 @@ int k8s_exec_start(struct k8s_client *c, const struct k8s_exec_opts *o, struct k
     if (x->key_tmp)
         unlink(x->key_tmp);
 
-    path = build_path(x, c, o);
     struct lws_client_connect_info ci;
     memset(&ci, 0, sizeof ci);
     ci.context = x->ctx;
@@ -786,6 +830,10 @@ int k8s_exec_start(struct k8s_client *c, const struct k8s_exec_opts *o, struct k
             r = -EIO;
         goto fail_threads;
     }
+    if (gated) { /* the TLS handshake is over */
+        pthread_mutex_unlock(&tls_gate);
+        gated = false;
+    }
     if (pthread_create(&x->pump, NULL, pump_main, x)) {
         r = -EAGAIN;
         goto fail_threads;
@@ -800,7 +848,9 @@ fail_errno:
     k8s_error_set(err, K8S_OTHER, 0, "exec: %s", strerror(-r));
 fail_threads:
 fail:
-    k8s_exec_free(&x->pub);
+    k8s_exec_free(&x->pub); /* joins the service thread: no handshake runs any more */
+    if (gated)
+        pthread_mutex_unlock(&tls_gate);
     return r;
 }
 

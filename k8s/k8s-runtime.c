@@ -3,12 +3,14 @@
  *
  * State comes from ONE pod watch (label app=sandboxd) that feeds a cache; create waits on a
  * condition variable for the watch to report Running+Ready (no polling). Exec goes through the
- * client's pods/exec WebSocket; every command is wrapped in a tiny `sh` script that sets the
- * cwd and env (the exec API has neither) and records its pid for signal(). Files move as tar
+ * client's pods/exec WebSocket; every command runs through a `sh` script, sent on stdin (the
+ * request path is short), that sets the cwd and env (the exec API has neither) and records its
+ * pid for signal() and the container's OOM-kill count for the result. Files move as tar
  * streams through exec; what comes back from the pod is parsed by the strict reader
- * (common/tar.h) into an unlinked temp file and nothing else. The warm pool (k8s-pool.c) is fed
- * by the same watch; create claims a pool pod when the sandbox's shape matches one, and a
- * sandbox's pod is always found by its annotation (a claimed pod keeps its pool name).
+ * (common/tar.h) into an unlinked temp file and nothing else; a write ends in close_write,
+ * which waits for the pod's verified answer. The warm pool (k8s-pool.c) is fed by the same
+ * watch; create claims a pool pod when the sandbox's shape matches one, and a sandbox's pod is
+ * always found by its annotation (a claimed pod keeps its pool name).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,10 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/crypto.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -38,6 +42,7 @@
 #define CREATE_POST_ATTEMPTS 6
 #define DELETE_TIMEOUT_S 60
 #define FILE_MAX (8ULL << 30)
+#define DONE_MAX 128
 
 struct pod {
     char id[SBX_ID_MAX + 1];
@@ -47,8 +52,11 @@ struct pod {
     bool deleting;         /* we asked for the delete */
     char reason[16];       /* typed reason, "" = none */
     char **env;            /* the sandbox default env (from create) */
-    unsigned pending_writes;
+    char done[DONE_MAX][33]; /* finished execs whose file the next exec's script removes */
+    unsigned n_done;
 };
+
+struct upload;
 
 struct krt {
     struct k8s_client *c;
@@ -64,6 +72,7 @@ struct krt {
     k8s_runtime_event_cb cb;
     void *cb_ud;
     struct k8s_pool *pool;  /* warm pool (k8s-pool.c): fed by the same watch */
+    struct upload *uploads; /* open_write … close_write */
 };
 
 #define K(rt) ((struct krt *)(rt)->priv)
@@ -235,21 +244,6 @@ static bool wait_until(struct krt *k, time_t deadline)
     return pthread_cond_timedwait(&k->cv, &k->mu, &ts) == 0 || time(NULL) < deadline;
 }
 
-/* Set on an upload thread: its own execs must not wait for the uploads (itself included). */
-static _Thread_local bool in_upload;
-
-static void wait_writes(struct krt *k, const char *id)
-{
-    if (in_upload)
-        return;
-    pthread_mutex_lock(&k->mu);
-    time_t dl = time(NULL) + 600;
-    struct pod *p;
-    while ((p = pod_find(k, id)) && p->pending_writes > 0 && time(NULL) < dl)
-        wait_until(k, dl);
-    pthread_mutex_unlock(&k->mu);
-}
-
 /* ---- lifecycle ---- */
 
 static int kerr(int r, const struct k8s_error *e, char *err, size_t errlen, const char *step)
@@ -406,7 +400,6 @@ static int k_destroy(struct sbx_runtime *rt, const char *id)
     struct krt *k = K(rt);
     if (!sbx_id_valid(id))
         return -EINVAL;
-    wait_writes(k, id);
     char name[K8S_POD_NAME_MAX]; /* the watch's: a claimed pool pod has its own name */
     pthread_mutex_lock(&k->mu);
     struct pod *p = pod_get(k, id);
@@ -455,23 +448,172 @@ static int k_list(struct sbx_runtime *rt, struct sbx_sandbox_info **ret)
 
 /* ---- exec ---- */
 
-/* $1 cwd, $2 pid-file token, $3 env count, then env, then argv */
-static const char WRAP[] =
-    "d=$1; t=$2; n=$3; shift 3; "
-    "mkdir -p /tmp/.sbx-exec 2>/dev/null && echo $$ > /tmp/.sbx-exec/$t; "
-    "cd -- \"$d\" || exit 126; "
-    "while [ \"$n\" -gt 0 ]; do export \"$1\"; shift; n=$((n-1)); done; "
-    "exec \"$@\"";
+/* Every command runs through a script that records its pid (for signal()), sets the tty size,
+ * enters the cwd, exports the env and execs argv (all single-quoted). The request path holds
+ * argv and is short (k8s_exec_start: 2000 bytes), so the script goes through stdin: the command
+ * in the path is only BOOT, which reads "LEN\n" and LEN bytes of script (GNU head -c reads no
+ * further) and evals it; what follows on stdin is the command's own. A tty would echo and cook
+ * the script: tty execs carry it in the path (a command of about 1.5 KB at most). */
+static const char BOOT[] =
+    "IFS= read -r n || exit 126; s=$(head -c \"$n\") || exit 126; eval \"$s\"";
+#define SCRIPT_MAX (1u << 20)
+/* The container's OOM-kill counter: cgroup v2, else the v1 memory controller. */
+#define OOM_COUNT \
+    "sed -n 's/^oom_kill //p' /sys/fs/cgroup/memory.events " \
+    "/sys/fs/cgroup/memory/memory.oom_control 2>/dev/null"
+#define EXEC_DIR "/tmp/.sbx-exec"
+
+static const struct sbx_runtime_ops k8s_ops;
 
 struct kexec {
     struct k8s_exec *ke;
     struct krt *k;
     char id[SBX_ID_MAX + 1];
     char token[33];
-    bool done;
+    atomic_int sent_sig;   /* the last signal signal() delivered, 0 = none */
+    atomic_bool finished;  /* exec_finished() has set res/rerr */
     struct sbx_exec_result res;
     int rerr;
 };
+
+/* 'str' for sh: every ' becomes '\'' (no NUL can occur in a C string). */
+static int sh_quote(struct sbx_buf *b, const char *str)
+{
+    int r = sbx_buf_puts(b, " '");
+    for (const char *q; r == 0 && (q = strchr(str, '\'')); str = q + 1) {
+        r = sbx_buf_append(b, str, (size_t)(q - str));
+        if (r == 0)
+            r = sbx_buf_puts(b, "'\\''");
+    }
+    if (r == 0)
+        r = sbx_buf_puts(b, str);
+    return r == 0 ? sbx_buf_puts(b, "'") : r;
+}
+
+/* The exec's script (mu held: p is the pod's cache entry, whose finished execs' files it
+ * removes). */
+static int exec_script(struct sbx_buf *b, const char *token, const struct sbx_exec_spec *spec,
+                       const char *cwd, struct pod *p)
+{
+    int r = 0;
+    if (p->n_done) {
+        r = sbx_buf_puts(b, "rm -f --");
+        for (unsigned i = 0; r == 0 && i < p->n_done; i++)
+            r = sbx_buf_printf(b, " " EXEC_DIR "/%s", p->done[i]);
+        if (r == 0)
+            r = sbx_buf_puts(b, "; ");
+        p->n_done = 0;
+    }
+    char *const *denv = p->env;
+    if (r == 0)
+        r = sbx_buf_printf(b, "[ -d " EXEC_DIR " ] || mkdir -p " EXEC_DIR " 2>/dev/null; "
+                           "echo \"$$ $(" OOM_COUNT ")\" > " EXEC_DIR "/%s; ", token);
+    if (r == 0 && spec->tty)
+        r = sbx_buf_printf(b, "stty rows %u cols %u 2>/dev/null; ", spec->rows ? spec->rows : 24,
+                           spec->cols ? spec->cols : 80);
+    if (r == 0)
+        r = sbx_buf_puts(b, "cd --");
+    if (r == 0)
+        r = sh_quote(b, cwd);
+    if (r == 0)
+        r = sbx_buf_puts(b, " || exit 126; ");
+    for (size_t i = 0; r == 0 && denv && denv[i]; i++) {
+        r = sbx_buf_puts(b, "export");
+        if (r == 0)
+            r = sh_quote(b, denv[i]);
+        if (r == 0)
+            r = sbx_buf_puts(b, "; ");
+    }
+    for (size_t i = 0; r == 0 && spec->env && spec->env[i]; i++) {
+        r = sbx_buf_puts(b, "export");
+        if (r == 0)
+            r = sh_quote(b, spec->env[i]);
+        if (r == 0)
+            r = sbx_buf_puts(b, "; ");
+    }
+    if (r == 0)
+        r = sbx_buf_puts(b, "exec");
+    for (size_t i = 0; r == 0 && spec->argv[i]; i++)
+        r = sh_quote(b, spec->argv[i]);
+    return r < 0 ? -E2BIG : 0;
+}
+
+/* Writes all of p to the exec's stdin socket (nonblocking) unless the exec ends first. */
+static int send_all(int fd, int ctl_fd, const char *p, size_t n)
+{
+    time_t dl = time(NULL) + 60;
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN)
+            return -errno;
+        if (time(NULL) >= dl)
+            return -ETIMEDOUT;
+        struct pollfd q[2] = { { .fd = fd, .events = POLLOUT }, { .fd = ctl_fd, .events = POLLIN } };
+        if (poll(q, 2, 1000) > 0 && q[1].revents)
+            return -EIO;
+    }
+    return 0;
+}
+
+/* Whether the container's OOM-kill counter rose since the exec's script recorded it (another
+ * exec; it also removes the exec's file). */
+static bool oom_since_start(struct kexec *x)
+{
+    const char *argv[] = {
+        "sh", "-c",
+        "f=" EXEC_DIR "/$1; { read p b < \"$f\"; } 2>/dev/null; rm -f -- \"$f\"; "
+        "a=$(" OOM_COUNT "); [ -n \"$b\" ] && [ -n \"$a\" ] && [ \"$a\" -gt \"$b\" ]",
+        "sbx", x->token, NULL,
+    };
+    struct sbx_runtime tmp = { .ops = &k8s_ops, .priv = x->k };
+    struct sbx_exec_spec es = { .argv = argv };
+    struct sbx_exec_output out;
+    if (sbx_exec_run_buffered(&tmp, x->id, &es, NULL, 0, 15000, 4096, &out) < 0)
+        return false;
+    bool oom = out.reason == SBX_EXEC_EXITED && out.result.exit_code == 0;
+    sbx_exec_output_free(&out);
+    return oom;
+}
+
+/* k8s_exec on_finish (the exec's pump thread, before ctl_fd is readable): the result. pods/exec
+ * reports only an exit code, 128 + N for a death by signal N. When N is the signal signal()
+ * delivered, that is the signal (as the local runtime's wait status says). Any other exit
+ * above 128 may be the OOM killer's SIGKILL (of the command or of a child its shell reports):
+ * the container's counter tells, as the local runtime's does. */
+static void exec_finished(struct k8s_exec *ke, void *userdata)
+{
+    struct kexec *x = userdata;
+    struct k8s_exec_result kr = { 0 };
+    struct k8s_error e = { 0 };
+    int r = k8s_exec_result(ke, &kr, &e);
+    x->rerr = r < 0 ? -EIO : 0;
+    x->res.exit_code = kr.exit_code;
+    int sig = atomic_load(&x->sent_sig);
+    if (r == 0 && sig > 0 && kr.exit_code == 128 + sig)
+        x->res.signal = sig;
+    else if (r == 0 && kr.exit_code > 128) {
+        if (oom_since_start(x)) {
+            x->res.oom = true;
+            if (kr.exit_code == 128 + SIGKILL)
+                x->res.signal = SIGKILL;
+        }
+    } else {
+        /* the next exec's script removes its file (a full list leaves it: bounded leftovers) */
+        pthread_mutex_lock(&x->k->mu);
+        struct pod *p = pod_find(x->k, x->id);
+        if (p && p->n_done < DONE_MAX)
+            snprintf(p->done[p->n_done++], sizeof p->done[0], "%s", x->token);
+        pthread_mutex_unlock(&x->k->mu);
+    }
+    atomic_store(&x->finished, true);
+}
 
 static int k_exec_start(struct sbx_runtime *rt, const char *id, const struct sbx_exec_spec *spec,
                         struct sbx_exec **ret)
@@ -479,75 +621,64 @@ static int k_exec_start(struct sbx_runtime *rt, const char *id, const struct sbx
     struct krt *k = K(rt);
     if (!spec || !spec->argv || !spec->argv[0] || !sbx_id_valid(id))
         return -EINVAL;
-    if (spec->tty)
-        return -EINVAL; /* no pty over pods/exec in this backend (docs/internals/K8S-RUNTIME.md) */
     const char *cwd = spec->cwd ? spec->cwd : "/workspace";
     if (cwd[0] != '/')
         return -EINVAL;
-    wait_writes(k, id);
-    pthread_mutex_lock(&k->mu);
-    struct pod *p = pod_find(k, id);
-    if (pod_state(p) != SBX_STATE_RUNNING) {
-        pthread_mutex_unlock(&k->mu);
-        return -ENOENT;
-    }
-    char name[K8S_POD_NAME_MAX];
-    snprintf(name, sizeof name, "%s", p->name);
-    size_t nd = 0, ne = 0, na = 0;
-    while (p->env && p->env[nd])
-        nd++;
-    while (spec->env && spec->env[ne])
-        ne++;
-    while (spec->argv[na])
-        na++;
-    /* sh -c WRAP sbx CWD TOKEN N, env, argv, NULL */
-    const char **argv = xcalloc(7 + nd + ne + na + 1, sizeof(char *));
-    size_t i = 0;
     struct kexec *x = xcalloc(1, sizeof *x);
+    x->k = k;
+    snprintf(x->id, sizeof x->id, "%s", id);
     uint8_t rnd[16];
     sbx_random_bytes(rnd, sizeof rnd);
     for (int b = 0; b < 16; b++)
         snprintf(x->token + 2 * b, 3, "%02x", rnd[b]);
-    char cnt[24];
-    snprintf(cnt, sizeof cnt, "%zu", nd + ne);
-    argv[i++] = "sh";
-    argv[i++] = "-c";
-    argv[i++] = WRAP;
-    argv[i++] = "sbx";
-    argv[i++] = cwd;
-    argv[i++] = x->token;
-    argv[i++] = cnt;
-    char **envcopy = xcalloc(nd + 1, sizeof(char *));
-    for (size_t j = 0; j < nd; j++)
-        argv[i++] = envcopy[j] = xstrdup(p->env[j]);
+    _cleanup_buf_ struct sbx_buf script = SBX_BUF_INIT;
+    sbx_buf_init(&script, SCRIPT_MAX);
+    char name[K8S_POD_NAME_MAX];
+    pthread_mutex_lock(&k->mu);
+    struct pod *p = pod_find(k, id);
+    int r = pod_state(p) == SBX_STATE_RUNNING ? 0 : -ENOENT;
+    if (r == 0) {
+        snprintf(name, sizeof name, "%s", p->name);
+        r = exec_script(&script, x->token, spec, cwd, p);
+    }
     pthread_mutex_unlock(&k->mu);
-    for (size_t j = 0; j < ne; j++)
-        argv[i++] = spec->env[j];
-    for (size_t j = 0; j < na; j++)
-        argv[i++] = spec->argv[j];
-    argv[i] = NULL;
-
+    if (r < 0) {
+        free(x);
+        return r;
+    }
+    const char *argv[] = { "sh", "-c", spec->tty ? script.data : BOOT, NULL };
     struct k8s_exec_opts o = {
         .ns = k->ns, .pod = name, .container = K8S_CONTAINER_NAME, .argv = argv,
+        .tty = spec->tty, .rows = spec->tty ? (spec->rows ? spec->rows : 24) : 0,
+        .cols = spec->tty ? (spec->cols ? spec->cols : 80) : 0,
+        .on_finish = exec_finished, .finish_userdata = x,
         .no_lookup = true, /* the watch says it runs: no GET per exec */
     };
     struct k8s_error e = { 0 };
-    int r = k8s_exec_start(k->c, &o, &x->ke, &e);
-    for (size_t j = 0; j < nd; j++)
-        free(envcopy[j]);
-    free(envcopy);
-    free(argv);
+    r = k8s_exec_start(k->c, &o, &x->ke, &e);
     if (r < 0) {
         free(x);
-        return e.type == K8S_NOT_FOUND ? -ENOENT : -EIO;
+        return r == -E2BIG ? r : e.type == K8S_NOT_FOUND ? -ENOENT : -EIO;
     }
-    x->k = k;
-    snprintf(x->id, sizeof x->id, "%s", id);
+    if (!spec->tty) {
+        char hdr[24];
+        int hl = snprintf(hdr, sizeof hdr, "%zu\n", script.len);
+        r = send_all(x->ke->stdin_fd, x->ke->ctl_fd, hdr, (size_t)hl);
+        if (r == 0)
+            r = send_all(x->ke->stdin_fd, x->ke->ctl_fd, script.data, script.len);
+        if (r < 0) {
+            log_debug("k8s runtime: exec in %s: sending the command failed: %s", id,
+                      strerror(-r));
+            k8s_exec_free(x->ke);
+            free(x);
+            return -EIO;
+        }
+    }
     struct sbx_exec *se = xcalloc(1, sizeof *se);
     se->stdin_fd = x->ke->stdin_fd;
     se->stdout_fd = x->ke->stdout_fd;
     se->stderr_fd = x->ke->stderr_fd;
-    se->pty_fd = -1;
+    se->pty_fd = x->ke->tty_fd;
     se->ctl_fd = x->ke->ctl_fd;
     se->priv = x;
     se->ops = rt->ops;
@@ -558,16 +689,8 @@ static int k_exec_start(struct sbx_runtime *rt, const char *id, const struct sbx
 static int k_exec_result(struct sbx_exec *se, struct sbx_exec_result *ret)
 {
     struct kexec *x = se->priv;
-    if (!x->done) {
-        struct k8s_exec_result kr = { 0 };
-        struct k8s_error e = { 0 };
-        int r = k8s_exec_result(x->ke, &kr, &e);
-        if (r == -EAGAIN)
-            return -EAGAIN;
-        x->done = true;
-        x->rerr = r < 0 ? -EIO : 0;
-        x->res.exit_code = kr.exit_code;
-    }
+    if (!atomic_load(&x->finished))
+        return -EAGAIN;
     if (x->rerr < 0)
         return x->rerr;
     *ret = x->res;
@@ -577,36 +700,40 @@ static int k_exec_result(struct sbx_exec *se, struct sbx_exec_result *ret)
 static int k_signal(struct sbx_exec *se, int sig)
 {
     struct kexec *x = se->priv;
-    if (x->done)
-        return -ESRCH;
-    struct sbx_exec_result dummy;
-    if (k_exec_result(se, &dummy) != -EAGAIN)
+    if (atomic_load(&x->finished))
         return -ESRCH;
     char s[16];
     snprintf(s, sizeof s, "%d", sig);
     const char *argv[] = {
         "sh", "-c",
-        "p=$(cat /tmp/.sbx-exec/$2 2>/dev/null) || exit 3; "
+        "{ read p o < " EXEC_DIR "/$2; } 2>/dev/null || exit 3; "
         "pg=$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -d' ' -f3); "
         "if [ \"$pg\" = \"$p\" ]; then kill -s $1 -- -$p 2>/dev/null || kill -s $1 $p; "
         "else kill -s $1 $p; fi",
         "sbx", s, x->token, NULL,
     };
     /* kill -s takes a name or a number in dash/busybox: numbers are portable enough */
+    /* set before the kill: the command's exit may be seen before this exec returns */
+    int prev = atomic_exchange(&x->sent_sig, sig);
     struct sbx_runtime tmp = { .ops = se->ops, .priv = x->k };
     struct sbx_exec_spec es = { .argv = argv };
     struct sbx_exec_output out;
     int r = sbx_exec_run_buffered(&tmp, x->id, &es, NULL, 0, 15000, 4096, &out);
+    if (r == 0) {
+        r = out.result.exit_code == 0 ? 0 : -ESRCH;
+        sbx_exec_output_free(&out);
+    }
     if (r < 0)
-        return r;
-    r = out.result.exit_code == 0 ? 0 : -ESRCH;
-    sbx_exec_output_free(&out);
+        atomic_store(&x->sent_sig, prev);
     return r;
 }
 
 static int k_resize(struct sbx_exec *se, unsigned rows, unsigned cols)
 {
-    return -ENOTTY;
+    struct kexec *x = se->priv;
+    if (se->pty_fd < 0)
+        return -ENOTTY;
+    return k8s_exec_resize(x->ke, rows, cols) < 0 ? -ESRCH : 0;
 }
 
 static void k_exec_free(struct sbx_exec *se)
@@ -618,6 +745,7 @@ static void k_exec_free(struct sbx_exec *se)
     x->ke->stdin_fd = se->stdin_fd;
     x->ke->stdout_fd = se->stdout_fd;
     x->ke->stderr_fd = se->stderr_fd;
+    x->ke->tty_fd = se->pty_fd;
     k8s_exec_free(x->ke);
     free(x);
     free(se);
@@ -782,10 +910,9 @@ static int k_open_read(struct sbx_runtime *rt, const char *id, const char *path,
     int r = abspath(path, &abs);
     if (r < 0)
         return r;
-    wait_writes(K(rt), id);
     /* resolve inside the pod, refuse what leads outside /workspace, then tar the one file */
     static const char script[] = CHK
-        "[ -e \"$1\" ] || exit 10; chk \"$1\"; [ -d \"$r\" ] && exit 11; [ -f \"$r\" ] || exit 10; "
+        "chk \"$1\"; [ -e \"$1\" ] || exit 10; [ -d \"$r\" ] && exit 11; [ -f \"$r\" ] || exit 12; "
         "cd -- \"$(dirname -- \"$r\")\" || exit 14; exec tar -c -f - -- \"$(basename -- \"$r\")\"";
     const char *argv[] = { "sh", "-c", script, "sbx", abs, NULL };
     struct sbx_exec_spec es = { .argv = argv };
@@ -847,24 +974,25 @@ static int k_open_read(struct sbx_runtime *rt, const char *id, const char *path,
     return 0;
 }
 
-/* ---- open_write: pipe → temp file (sha256) → tar -x in the pod, verified ---- */
+/* ---- open_write: pipe → temp file (sha256) → one exec: checks, tar -x, verified ---- */
 
+/* One write between open_write and close_write (in krt.uploads, under mu). */
 struct upload {
+    struct upload *next;
     struct sbx_runtime *rt;
     char id[SBX_ID_MAX + 1];
     char *dir, *base;
-    unsigned mode;
-    int rfd;
+    unsigned mode, flags;
+    int rfd, wfd;          /* the pipe: ours, the caller's */
+    bool done;             /* the thread finished: result is set */
+    int result;
 };
 
-static void writes_done(struct krt *k, const char *id)
+static void upload_free(struct upload *u)
 {
-    pthread_mutex_lock(&k->mu);
-    struct pod *p = pod_find(k, id);
-    if (p && p->pending_writes)
-        p->pending_writes--;
-    pthread_cond_broadcast(&k->cv);
-    pthread_mutex_unlock(&k->mu);
+    free(u->dir);
+    free(u->base);
+    free(u);
 }
 
 static int upload_run(struct upload *u)
@@ -913,14 +1041,20 @@ static int upload_run(struct upload *u)
         free(stream);
         return -EIO;
     }
+    /* the parent (created with $4 = 1), resolved under /workspace; the target, followed when
+     * it is a symlink (as an open() would), must be a regular file or absent; the content goes
+     * through the shell's redirection into it */
     static const char script[] = CHK
-        "d=$1; b=$2; m=$3; chk \"$d\"; [ -d \"$r\" ] || exit 13; cd -- \"$r\" || exit 14; "
-        "[ -L \"$b\" ] && { rm -f -- \"$b\" || exit 14; }; [ -d \"$b\" ] && exit 11; "
-        "tar -x -f - --no-same-owner -- \"$b\" || exit 15; chmod \"$m\" -- \"$b\" || exit 14; "
-        "sha256sum -- \"$b\"";
+        "d=$1; b=$2; m=$3; chk \"$d\"; if [ ! -e \"$d\" ]; then [ \"$4\" = 1 ] || exit 10; "
+        "mkdir -p -- \"$d\" || exit 14; chk \"$d\"; fi; [ -d \"$r\" ] || exit 13; "
+        "cd -- \"$r\" || exit 14; t=$b; if [ -L \"$b\" ]; then chk \"$r/$b\"; t=$r; fi; "
+        "[ -d \"$t\" ] && exit 11; [ -e \"$t\" ] && [ ! -f \"$t\" ] && exit 12; "
+        "tar -x -O -f - -- \"$b\" > \"$t\" || exit 15; chmod \"$m\" -- \"$t\" || exit 14; "
+        "sha256sum < \"$t\"";
     char mode[16];
     snprintf(mode, sizeof mode, "%o", u->mode & 01777);
-    const char *args[] = { u->dir, u->base, mode, NULL };
+    const char *args[] = { u->dir, u->base, mode, (u->flags & SBX_WRITE_MKDIRS) ? "1" : "0",
+                           NULL };
     struct sbx_exec_output out;
     r = run_script(u->rt, u->id, script, args, stream, total, 4096, &out);
     free(stream);
@@ -936,16 +1070,18 @@ static int upload_run(struct upload *u)
 static void *upload_thread(void *arg)
 {
     struct upload *u = arg;
-    in_upload = true;
+    struct krt *k = K(u->rt);
     int r = upload_run(u);
     if (r < 0)
-        log_warn("k8s runtime: write of %s/%s into sandbox %s failed: %s", u->dir, u->base,
-                 u->id, strerror(-r));
-    close(u->rfd);
-    writes_done(K(u->rt), u->id);
-    free(u->dir);
-    free(u->base);
-    free(u);
+        log_debug("k8s runtime: write of %s/%s into sandbox %s failed: %s", u->dir, u->base,
+                  u->id, strerror(-r));
+    close(u->rfd); /* a writer still writing gets EPIPE */
+    pthread_mutex_lock(&k->mu);
+    u->rfd = -1;
+    u->result = r;
+    u->done = true;
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
     return NULL;
 }
 
@@ -959,55 +1095,64 @@ static int k_open_write(struct sbx_runtime *rt, const char *id, const char *path
         return r;
     if (strcmp(abs, "/workspace") == 0)
         return -EISDIR;
-    char *slash = strrchr(abs, '/');
-    _cleanup_free_ char *dir = xstrndup(abs, (size_t)(slash - abs));
-    _cleanup_free_ char *base = xstrdup(slash + 1);
-    wait_writes(k, id);
-    /* synchronous checks (so the API can answer 400/404/409 at once) */
-    static const char script[] = CHK
-        "d=$1; b=$2; chk \"$d\"; if [ ! -e \"$d\" ]; then [ \"$3\" = 1 ] || exit 10; "
-        "mkdir -p -- \"$d\" || exit 14; chk \"$d\"; fi; [ -d \"$r\" ] || exit 13; "
-        "[ -d \"$r/$b\" ] && [ ! -L \"$r/$b\" ] && exit 11; "
-        "if [ -L \"$r/$b\" ]; then chk \"$r/$b\"; fi; exit 0";
-    const char *args[] = { dir, base, (flags & SBX_WRITE_MKDIRS) ? "1" : "0", NULL };
-    struct sbx_exec_output out;
-    r = run_script(rt, id, script, args, NULL, 0, 4096, &out);
-    if (r < 0)
-        return r;
-    r = script_errno(out.result.exit_code);
-    sbx_exec_output_free(&out);
-    if (r < 0)
-        return r;
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
         return -errno;
+    char *slash = strrchr(abs, '/');
     struct upload *u = xcalloc(1, sizeof *u);
     u->rt = rt;
     snprintf(u->id, sizeof u->id, "%s", id);
-    u->dir = TAKE_PTR(dir);
-    u->base = TAKE_PTR(base);
+    u->dir = xstrndup(abs, (size_t)(slash - abs));
+    u->base = xstrdup(slash + 1);
     u->mode = mode & 01777;
+    u->flags = flags;
     u->rfd = p[0];
-    pthread_mutex_lock(&k->mu);
-    pod_get(k, id)->pending_writes++;
-    pthread_mutex_unlock(&k->mu);
+    u->wfd = p[1];
     pthread_t t;
     pthread_attr_t at;
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &at, upload_thread, u) != 0) {
-        pthread_attr_destroy(&at);
+    pthread_mutex_lock(&k->mu);
+    u->next = k->uploads;
+    k->uploads = u;
+    r = pthread_create(&t, &at, upload_thread, u) == 0 ? 0 : -EAGAIN;
+    if (r < 0)
+        k->uploads = u->next;
+    pthread_mutex_unlock(&k->mu);
+    pthread_attr_destroy(&at);
+    if (r < 0) {
         close(p[0]);
         close(p[1]);
-        writes_done(k, id);
-        free(u->dir);
-        free(u->base);
-        free(u);
-        return -EIO;
+        upload_free(u);
+        return r;
     }
-    pthread_attr_destroy(&at);
     *ret_fd = p[1];
     return 0;
+}
+
+/* The upload thread saw EOF on the pipe, ran the exec and set the result: wait for it. */
+static int k_close_write(struct sbx_runtime *rt, const char *id, int fd)
+{
+    struct krt *k = K(rt);
+    pthread_mutex_lock(&k->mu);
+    struct upload **pp = &k->uploads;
+    while (*pp && ((*pp)->wfd != fd || strcmp((*pp)->id, id) != 0))
+        pp = &(*pp)->next;
+    struct upload *u = *pp;
+    close(fd); /* end of content (after the lookup: the number may be reused at once) */
+    if (!u) {
+        pthread_mutex_unlock(&k->mu);
+        return -EBADF;
+    }
+    while (!u->done)
+        pthread_cond_wait(&k->cv, &k->mu);
+    for (pp = &k->uploads; *pp != u; pp = &(*pp)->next) /* the list may have changed */
+        ;
+    *pp = u->next;
+    pthread_mutex_unlock(&k->mu);
+    int r = u->result;
+    upload_free(u);
+    return r;
 }
 
 /* ---- list_dir, mkdir_p, stats ---- */
@@ -1019,7 +1164,6 @@ static int k_list_dir(struct sbx_runtime *rt, const char *id, const char *path,
     int r = abspath(path, &abs);
     if (r < 0)
         return r;
-    wait_writes(K(rt), id);
     static const char script[] = CHK
         "[ -e \"$1\" ] || [ -L \"$1\" ] || exit 10; chk \"$1\"; [ -d \"$r\" ] || exit 13; "
         "find \"$r\" -mindepth 1 -maxdepth 1 -printf '%y\\t%s\\t%m\\t%T@\\t%f\\0' | head -z -n 100000";
@@ -1069,9 +1213,15 @@ static int k_mkdir_p(struct sbx_runtime *rt, const char *id, const char *path, u
     int r = abspath(path, &abs);
     if (r < 0)
         return r;
+    /* every directory it creates gets mode (less the umask), as the local runtime's mkdirat() */
     static const char script[] = CHK
-        "chk \"$1\"; mkdir -p -- \"$1\" || exit 13; chk \"$1\"; [ -d \"$r\" ] || exit 13";
-    const char *args[] = { abs, NULL };
+        "chk \"$1\"; m=$(printf %o $(( 0$2 & ~0$(umask) ))); p=/workspace; IFS=/; set -f; "
+        "for c in ${1#/workspace}; do [ -n \"$c\" ] || continue; p=$p/$c; "
+        "[ -d \"$p\" ] || mkdir -m \"$m\" -- \"$p\" 2>/dev/null || [ -d \"$p\" ] || exit 13; "
+        "done; chk \"$1\"; [ -d \"$r\" ] || exit 13";
+    char m[16];
+    snprintf(m, sizeof m, "%o", mode & 01777);
+    const char *args[] = { abs, m, NULL };
     struct sbx_exec_output out;
     r = run_script(rt, id, script, args, NULL, 0, 4096, &out);
     if (r < 0)
@@ -1088,11 +1238,15 @@ static int k_stats(struct sbx_runtime *rt, const char *id, struct sbx_sandbox_st
     k_status(rt, id, &st, NULL);
     if (st != SBX_STATE_RUNNING)
         return -ENOENT;
+    /* cgroup v2 (one directory), else the v1 controllers a container sees (cpuacct in ns) */
     static const char script[] =
-        "c=/sys/fs/cgroup; u=$(sed -n 's/^usage_usec //p' $c/cpu.stat 2>/dev/null); "
-        "echo \"${u:-0} $(cat $c/memory.current 2>/dev/null || echo 0) "
-        "$(cat $c/memory.peak 2>/dev/null || echo 0) $(cat $c/pids.current 2>/dev/null || echo 0) "
-        "$(sed -n 's/^oom_kill //p' $c/memory.events 2>/dev/null || echo 0)\"";
+        "c=/sys/fs/cgroup; if [ -r $c/cpu.stat ]; then "
+        "u=$(sed -n 's/^usage_usec //p' $c/cpu.stat); m=$(cat $c/memory.current); "
+        "p=$(cat $c/memory.peak); n=$(cat $c/pids.current); "
+        "else u=$(cat $c/cpuacct/cpuacct.usage); u=$(( ${u:-0} / 1000 )); "
+        "m=$(cat $c/memory/memory.usage_in_bytes); p=$(cat $c/memory/memory.max_usage_in_bytes); "
+        "n=$(cat $c/pids/pids.current); fi 2>/dev/null; o=$(" OOM_COUNT "); "
+        "echo \"${u:-0} ${m:-0} ${p:-0} ${n:-0} ${o:-0}\"";
     struct sbx_exec_output out;
     int r = run_script(rt, id, script, NULL, NULL, 0, 4096, &out);
     if (r < 0)
@@ -1150,6 +1304,7 @@ static const struct sbx_runtime_ops k8s_ops = {
     .stats = k_stats,
     .open_read = k_open_read,
     .open_write = k_open_write,
+    .close_write = k_close_write,
     .list_dir = k_list_dir,
     .mkdir_p = k_mkdir_p,
     .free = k_free,

@@ -263,6 +263,8 @@ int k8s_watch_parse_line(const char *line, size_t len, struct k8s_watch_event *e
 /* ------------------------------------------------------------------------------------------ */
 /* Exec (k8s/k8s-exec.c)                                                                       */
 
+struct k8s_exec;
+
 struct k8s_exec_opts {
     const char *ns;                 /* NULL = client namespace */
     const char *pod;
@@ -277,6 +279,12 @@ struct k8s_exec_opts {
                                        upgrade (K8S_PROTOCOL), not a typed NotFound */
     unsigned connect_timeout_ms;    /* handshake; 0 = 15000 */
     unsigned timeout_ms;            /* whole exec; 0 = none. Expiry → -ETIMEDOUT, never success */
+    /* Called once on the exec's pump thread when it finished (k8s_exec_result() has its final
+     * answer, all output is written), before ctl_fd becomes readable: a caller that needs to
+     * learn more about the end (another exec) does it here. May block (it delays ctl_fd);
+     * must not call k8s_exec_free(). NULL = none. */
+    void (*on_finish)(struct k8s_exec *e, void *userdata);
+    void *finish_userdata;
 };
 
 /*
@@ -286,12 +294,15 @@ struct k8s_exec_opts {
  *   stdin_fd:  write end; close it (and set it to -1) to send end-of-input: v5 sends the close
  *              frame [255, 0]; v4 has no such frame — see k8s_exec_protocol() (the library then
  *              can only keep stdin open; commands must not wait for EOF on v4).
- *   stdout_fd, stderr_fd: read ends; EOF after the last byte (stderr_fd is -1 with tty).
+ *   stdout_fd, stderr_fd: read ends; EOF after the last byte.
+ *   tty_fd:    tty=true only (stdin_fd, stdout_fd, stderr_fd are -1 then): one read+write fd
+ *              like a pty master — writes are stdin, reads the terminal's output (EOF after the
+ *              last byte); shutting down its write side is end-of-input. -1 without tty.
  *   ctl_fd:    readable once the exec finished (status received and all output written to
- *              stdout_fd/stderr_fd, or failed); then call k8s_exec_result().
+ *              stdout_fd/stderr_fd/tty_fd, or failed); then call k8s_exec_result().
  */
 struct k8s_exec {
-    int stdin_fd, stdout_fd, stderr_fd, ctl_fd;
+    int stdin_fd, stdout_fd, stderr_fd, tty_fd, ctl_fd;
     void *priv;
 };
 
@@ -300,7 +311,8 @@ struct k8s_exec_result {
 };
 
 /* Connects (blocking until the WebSocket is established or refused). Handshake errors (pod not
- * found, 401, …) come back typed in err. One libwebsockets context per exec (its TLS settings
+ * found, 401, …) come back typed in err. argv travels in the request path, which may be at most
+ * 2000 bytes URL-escaped (libwebsockets 4.1.6): -E2BIG (K8S_BAD_REQUEST) beyond. One libwebsockets context per exec (its TLS settings
  * come from the client's config); a service thread and a pump thread per exec. */
 int k8s_exec_start(struct k8s_client *c, const struct k8s_exec_opts *o, struct k8s_exec **ret,
                    struct k8s_error *err);

@@ -178,16 +178,17 @@ static int do_exec(struct k8s_client *c, const char *ns, int argc, char **argv)
     size_t in_len = 0, in_off = 0;
     bool in_eof = o.no_stdin;
     bool out_open = true, err_open = e->stderr_fd >= 0;
+    int in_fd = o.tty ? e->tty_fd : e->stdin_fd, out_fd = o.tty ? e->tty_fd : e->stdout_fd;
     for (;;) {
         struct pollfd p[4] = {
             { .fd = -1 }, { .fd = -1 }, { .fd = -1 }, { .fd = -1 },
         };
         if (!in_eof && in_len == 0)
             p[0] = (struct pollfd){ .fd = 0, .events = POLLIN };
-        if (in_len && e->stdin_fd >= 0)
-            p[1] = (struct pollfd){ .fd = e->stdin_fd, .events = POLLOUT };
+        if (in_len && in_fd >= 0)
+            p[1] = (struct pollfd){ .fd = in_fd, .events = POLLOUT };
         if (out_open)
-            p[2] = (struct pollfd){ .fd = e->stdout_fd, .events = POLLIN };
+            p[2] = (struct pollfd){ .fd = out_fd, .events = POLLIN };
         if (err_open)
             p[3] = (struct pollfd){ .fd = e->stderr_fd, .events = POLLIN };
         if (!out_open && !err_open)
@@ -198,17 +199,20 @@ static int do_exec(struct k8s_client *c, const char *ns, int argc, char **argv)
             ssize_t n = read(0, inbuf, sizeof inbuf);
             if (n <= 0) {
                 in_eof = true;
-                if (e->stdin_fd >= 0) {
+                if (o.tty && in_fd >= 0)
+                    shutdown(in_fd, SHUT_WR);
+                else if (e->stdin_fd >= 0) {
                     close(e->stdin_fd);
                     e->stdin_fd = -1;
                 }
+                in_fd = -1;
             } else {
                 in_len = (size_t)n;
                 in_off = 0;
             }
         }
         if (p[1].revents & (POLLOUT | POLLERR | POLLHUP)) {
-            ssize_t n = write(e->stdin_fd, inbuf + in_off, in_len - in_off);
+            ssize_t n = write(in_fd, inbuf + in_off, in_len - in_off);
             if (n > 0) {
                 in_off += (size_t)n;
                 if (in_off == in_len)

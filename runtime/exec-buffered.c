@@ -243,10 +243,10 @@ int sbx_write_file(struct sbx_runtime *rt, const char *id, const char *path, con
             continue;
         if (n < 0) {
             r = -errno;
-            close(fd);
+            (void)sbx_rt_close_write(rt, id, fd);
             return r;
         }
         off += (size_t)n;
     }
-    return close(fd) < 0 ? -errno : 0;
+    return sbx_rt_close_write(rt, id, fd);
 }

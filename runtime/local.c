@@ -809,6 +809,7 @@ int rt_local_start(const struct rt_local_config *cfg, struct sbx_runtime **ret, 
     l->cfg.prefix = l->prefix;
     l->cfg.uid_base = l->uid_base;
     l->cfg.tmp_size = cfg->tmp_size ? cfg->tmp_size : 64ull << 20;
+    l->cfg.cgroup_view = cfg->cgroup_view;
     l->cfg.cg_avail = avail;
     l->cfg.memsw = memsw;
     if ((r = rt_spawner_start(&l->cfg, &l->sp)) < 0) {

@@ -14,6 +14,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "runtime/runtime.h"
@@ -25,6 +26,10 @@ struct rt_local_config {
     const char *cgroup_prefix;   /* NULL = "sandboxd" */
     uint32_t uid_base;           /* 0 = 100000; sandbox uid 1000 = uid_base + 1000 on the host */
     uint64_t tmp_size;           /* /tmp tmpfs size; 0 = 64 MiB */
+    bool cgroup_view;            /* sandboxes see their own cgroups read-only at
+                                  * /sys/fs/cgroup/{memory,cpuacct,pids}, as containers on a
+                                  * cgroup v1 node do (rtctl -C: the kube emulator's pods);
+                                  * false (the daemon): no /sys at all */
 };
 
 /* Degraded-feature bits */

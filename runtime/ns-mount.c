@@ -7,7 +7,9 @@
  *   4. generated /etc/passwd and /etc/group (root, sandbox=1000, nobody) bound read-only
  *   5. /workspace: bind of the host dir, remount nosuid,nodev
  *   6. /tmp tmpfs mode 1777; /proc (hidepid=invisible); /dev tmpfs with bound device nodes,
- *      devpts newinstance, /dev/shm, then /dev read-only
+ *      devpts newinstance, /dev/shm, then /dev read-only; with cgroup_view only: the memory,
+ *      cpuacct (when the host has it) and pids hierarchies mounted read-only at
+ *      /sys/fs/cgroup/<name> — in the sandbox's cgroup namespace their root is its own cgroup
  *   7. pivot_root(".", "."), detach the old root, remount / read-only
  * Runs only in the contain child; allocation-free apart from snprintf on the stack.
  */
@@ -171,6 +173,24 @@ int rt_rootfs_setup(const struct rt_rootfs *fs, const struct rt_rootfs_fds *fds,
     TRY("dev links", symlink("/proc/self/fd/2", "dev/stderr"));
     TRY("dev ro", mount(NULL, "dev", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
                         NULL));
+
+    if (fs->cgroup_view) {
+        static const char *const cgs[] = { "memory", "cpuacct", "pids" };
+        TRY("sys", mkdir("sys", 0755));
+        TRY("sys", mkdir("sys/fs", 0755));
+        TRY("sys", mkdir("sys/fs/cgroup", 0755));
+        for (size_t i = 0; i < sizeof cgs / sizeof *cgs; i++) {
+            char dst[32];
+            snprintf(dst, sizeof dst, "sys/fs/cgroup/%s", cgs[i]);
+            TRY("cgroup view", mkdir(dst, 0755));
+            /* cpuacct is optional on the host (local.h: degraded), memory and pids are not */
+            if (mount("cgroup", dst, "cgroup", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                      cgs[i]) < 0 && strcmp(cgs[i], "cpuacct") != 0) {
+                *step = "cgroup view";
+                return -errno;
+            }
+        }
+    }
 
     TRY("pivot_root", syscall(SYS_pivot_root, ".", "."));
     TRY("detach old root", umount2(".", MNT_DETACH));

@@ -4,12 +4,14 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct rt_rootfs {
     const char *root_dir;   /* empty host directory used as the tmpfs mount point */
     const char *workspace;  /* host workspace directory (chowned to the mapped uid) */
     uint64_t tmp_size;      /* /tmp and /dev/shm size */
+    bool cgroup_view;       /* read-only /sys/fs/cgroup/{memory,cpuacct,pids} (local.h) */
 };
 
 /* Host directories the contain child resolves while it still has the host root's fsuid

@@ -2,10 +2,15 @@
  * rtctl — manual test / benchmark CLI for the local runtime. Single-threaded.
  *   rtctl [-d STATE_DIR] create ID [MEM_MB [CPUS_MILLI [PIDS]]]
  *   rtctl [-p CGROUP_PREFIX] ...  (default prefix "sandboxd"; test tools use their own)
+ *   rtctl -C ...                  (sandboxes created see their own cgroups read-only at
+ *                                  /sys/fs/cgroup/{memory,cpuacct,pids}: the kube emulator)
  *   rtctl exec ID CMD...          (stdin forwarded, exit code propagated)
  *   rtctl exec-stdio ID CMD...    (streaming: stdin/stdout/stderr connected as they flow, stdin
  *                                  EOF forwarded; exit code, or 128+signal, propagated; 125 =
  *                                  the exec could not start)
+ *   rtctl exec-tty ID ROWS COLS RESIZE_FD CMD...
+ *                                 (exec-stdio with a pty: stdin → pty, pty → stdout; lines
+ *                                  "ROWS COLS" read from the inherited fd RESIZE_FD resize it)
  *   rtctl write ID PATH < data    rtctl read ID PATH > data    rtctl ls ID PATH
  *   rtctl mkdir ID PATH           rtctl stop ID                rtctl destroy ID
  *   rtctl list                    rtctl stats ID
@@ -59,12 +64,41 @@ static char *slurp_stdin(size_t *len)
     return b;
 }
 
+/* exec-tty: "ROWS COLS" lines from the resize fd; false once it is closed. */
+static bool tty_resize(struct sbx_exec *e, int fd)
+{
+    static char line[64];
+    static size_t len;
+    ssize_t k = read(fd, line + len, sizeof line - 1 - len);
+    if (k <= 0)
+        return k < 0 && (errno == EAGAIN || errno == EINTR);
+    len += (size_t)k;
+    char *nl;
+    while ((nl = memchr(line, '\n', len))) {
+        unsigned rows, cols;
+        *nl = '\0';
+        if (sscanf(line, "%u %u", &rows, &cols) == 2 && rows && cols && rows < 10000 &&
+            cols < 10000)
+            (void)sbx_exec_resize(e, rows, cols);
+        len -= (size_t)(nl + 1 - line);
+        memmove(line, nl + 1, len);
+    }
+    if (len == sizeof line - 1)
+        len = 0; /* an overlong line: dropped */
+    return true;
+}
+
 /* exec-stdio: pump our stdin into the command and its stdout/stderr to ours, unbuffered, until
  * the command exits and both of its outputs reached EOF. Blocking I/O on our side, nonblocking
- * on the exec's fds; a pending stdin chunk is kept until the command accepts it. */
-static int exec_stdio(struct sbx_runtime *rt, const char *id, char **argv)
+ * on the exec's fds; a pending stdin chunk is kept until the command accepts it.
+ * With tty (resize_fd >= 0): the pty is both the command's stdin and its (merged) output; our
+ * stdin's EOF only stops reading (a terminal has no end of input), the pty's EIO after the
+ * command's exit is its end of output. */
+static int exec_stdio(struct sbx_runtime *rt, const char *id, char **argv, bool tty, unsigned rows,
+                      unsigned cols, int resize_fd)
 {
-    struct sbx_exec_spec s = { .argv = (const char *const *)argv };
+    struct sbx_exec_spec s = { .argv = (const char *const *)argv, .tty = tty, .rows = rows,
+                               .cols = cols };
     struct sbx_exec *e;
     int r = sbx_exec_start(rt, id, &s, &e);
     if (r < 0) {
@@ -74,54 +108,63 @@ static int exec_stdio(struct sbx_runtime *rt, const char *id, char **argv)
     signal(SIGPIPE, SIG_IGN);
     static char inbuf[65536], buf[65536];
     size_t inlen = 0, inoff = 0;
-    bool in_open = true, out_open = true, err_open = true, done = false;
+    bool in_open = true, out_open = true, err_open = !tty, done = false;
+    int in_fd = tty ? e->pty_fd : e->stdin_fd, out_fd = tty ? e->pty_fd : e->stdout_fd;
     struct sbx_exec_result res = { 0 };
     while (!done || out_open || err_open) {
-        struct pollfd p[5];
-        int n = 0, i_in = -1, i_cin = -1, i_out = -1, i_err = -1, i_ctl = -1;
+        struct pollfd p[6];
+        int n = 0, i_in = -1, i_cin = -1, i_out = -1, i_err = -1, i_ctl = -1, i_rsz = -1;
         if (in_open && inlen == 0)
             p[i_in = n++] = (struct pollfd){ .fd = 0, .events = POLLIN };
-        if (e->stdin_fd >= 0 && inlen > 0)
-            p[i_cin = n++] = (struct pollfd){ .fd = e->stdin_fd, .events = POLLOUT };
+        if (in_fd >= 0 && inlen > 0)
+            p[i_cin = n++] = (struct pollfd){ .fd = in_fd, .events = POLLOUT };
         if (out_open)
-            p[i_out = n++] = (struct pollfd){ .fd = e->stdout_fd, .events = POLLIN };
+            p[i_out = n++] = (struct pollfd){ .fd = out_fd, .events = POLLIN };
         if (err_open)
             p[i_err = n++] = (struct pollfd){ .fd = e->stderr_fd, .events = POLLIN };
         if (!done)
             p[i_ctl = n++] = (struct pollfd){ .fd = e->ctl_fd, .events = POLLIN };
+        if (resize_fd >= 0 && !done)
+            p[i_rsz = n++] = (struct pollfd){ .fd = resize_fd, .events = POLLIN };
         if (poll(p, (nfds_t)n, -1) < 0) {
             if (errno == EINTR)
                 continue;
             break;
         }
+        if (i_rsz >= 0 && p[i_rsz].revents && !tty_resize(e, resize_fd))
+            resize_fd = -1;
         if (i_in >= 0 && p[i_in].revents) {
             ssize_t k = read(0, inbuf, sizeof inbuf);
             if (k > 0) {
                 inlen = (size_t)k, inoff = 0;
-                if (e->stdin_fd < 0)
+                if (in_fd < 0)
                     inlen = 0; /* the command closed its stdin: discard */
             } else if (k == 0 || errno != EINTR) {
                 in_open = false;
-                if (e->stdin_fd >= 0) {
+                if (!tty && e->stdin_fd >= 0) {
                     close(e->stdin_fd);
-                    e->stdin_fd = -1;
+                    e->stdin_fd = in_fd = -1;
                 }
             }
         }
         if (i_cin >= 0 && p[i_cin].revents) {
-            ssize_t k = write(e->stdin_fd, inbuf + inoff, inlen - inoff);
+            ssize_t k = write(in_fd, inbuf + inoff, inlen - inoff);
             if (k > 0) {
                 inoff += (size_t)k;
                 if (inoff == inlen)
                     inlen = inoff = 0;
             } else if (k < 0 && errno != EAGAIN && errno != EINTR) {
-                close(e->stdin_fd); /* EPIPE: the command does not read stdin any more */
-                e->stdin_fd = -1;
+                /* EPIPE: the command does not read stdin any more (tty: the pty is gone) */
+                if (!tty) {
+                    close(e->stdin_fd);
+                    e->stdin_fd = -1;
+                }
+                in_fd = -1;
                 inlen = inoff = 0;
             }
         }
         for (int w = 0; w < 2; w++) {
-            int idx = w ? i_err : i_out, fd = w ? e->stderr_fd : e->stdout_fd;
+            int idx = w ? i_err : i_out, fd = w ? e->stderr_fd : out_fd;
             bool *open_ = w ? &err_open : &out_open;
             if (idx < 0 || !p[idx].revents)
                 continue;
@@ -159,8 +202,11 @@ int main(int argc, char **argv)
     const char *state = "/var/lib/sandboxd";
     const char *prefix = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "+d:p:")) != -1) {
-        if (opt == 'd')
+    bool cgroup_view = false;
+    while ((opt = getopt(argc, argv, "+Cd:p:")) != -1) {
+        if (opt == 'C')
+            cgroup_view = true;
+        else if (opt == 'd')
             state = optarg;
         else if (opt == 'p')
             prefix = optarg;
@@ -168,7 +214,7 @@ int main(int argc, char **argv)
     argc -= optind;
     argv += optind;
     if (argc < 1) {
-        fprintf(stderr, "usage: rtctl [-d state] [-p cgroup-prefix] create|exec|exec-stdio|write|read|ls|mkdir|stop|destroy|list|stats|bench ...\n");
+        fprintf(stderr, "usage: rtctl [-C] [-d state] [-p cgroup-prefix] create|exec|exec-stdio|exec-tty|write|read|ls|mkdir|stop|destroy|list|stats|bench ...\n");
         return 2;
     }
     const char *init = RT_INIT_BUILD_PATH;
@@ -177,7 +223,7 @@ int main(int argc, char **argv)
     if (getenv("SBX_INIT"))
         init = getenv("SBX_INIT");
     struct rt_local_config cfg = { .state_dir = state, .init_path = init,
-                                   .cgroup_prefix = prefix };
+                                   .cgroup_prefix = prefix, .cgroup_view = cgroup_view };
     struct sbx_runtime *rt;
     char err[512];
     int r = rt_local_start(&cfg, &rt, err, sizeof err);
@@ -221,7 +267,15 @@ int main(int argc, char **argv)
             sbx_exec_output_free(&o);
         }
     } else if (strcmp(cmd, "exec-stdio") == 0 && id && argc > 2) {
-        rc = exec_stdio(rt, id, argv + 2);
+        rc = exec_stdio(rt, id, argv + 2, false, 0, 0, -1);
+    } else if (strcmp(cmd, "exec-tty") == 0 && id && argc > 5) {
+        int rfd = atoi(argv[4]);
+        if (rfd < 3 || fcntl(rfd, F_SETFL, O_NONBLOCK) < 0) {
+            fprintf(stderr, "exec-tty: bad resize fd %s\n", argv[4]);
+            rc = 125;
+        } else
+            rc = exec_stdio(rt, id, argv + 5, true, (unsigned)atoi(argv[2]),
+                            (unsigned)atoi(argv[3]), rfd);
     } else if (strcmp(cmd, "write") == 0 && argc > 2) {
         size_t len;
         char *d = slurp_stdin(&len);

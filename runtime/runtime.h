@@ -27,7 +27,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <errno.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #define SBX_ID_MAX 64          /* ids: [A-Za-z0-9_-]{1,64} (uuids) */
 #define SBX_PATH_MAX 4096      /* file-op paths, cwd */
@@ -168,9 +170,16 @@ struct sbx_runtime_ops {
     int (*open_read)(struct sbx_runtime *rt, const char *id, const char *path, int *ret_fd,
                      uint64_t *ret_size);
     /* Create/truncate a regular file with mode (& 07777, no setuid/setgid: masked to 01777)
-     * and return a CLOEXEC write fd owned by the caller; stream the content into it. */
+     * and return a CLOEXEC write fd owned by the caller; stream the content into it, then end
+     * the write with sbx_rt_close_write() (never a bare close()). A backend may check the path
+     * only when the content is complete: the errors listed above then come from
+     * sbx_rt_close_write(). */
     int (*open_write)(struct sbx_runtime *rt, const char *id, const char *path, unsigned mode,
                       unsigned flags, int *ret_fd);
+    /* Ends a write started by open_write: closes fd (always) and returns once the content is
+     * in place, or the write's error. NULL: close() is all it takes (the write is complete
+     * when the fd is). Blocking. */
+    int (*close_write)(struct sbx_runtime *rt, const char *id, int fd);
     /* List a directory. *ret is owned by the caller (sbx_dirents_free). Returns the count. */
     int (*list_dir)(struct sbx_runtime *rt, const char *id, const char *path,
                     struct sbx_dirent **ret);
@@ -226,6 +235,12 @@ static inline int sbx_rt_create(struct sbx_runtime *rt, const struct sbx_sandbox
                                 size_t errlen)
 {
     return rt->ops->create(rt, s, err, errlen);
+}
+static inline int sbx_rt_close_write(struct sbx_runtime *rt, const char *id, int fd)
+{
+    if (rt->ops->close_write)
+        return rt->ops->close_write(rt, id, fd);
+    return close(fd) < 0 ? -errno : 0;
 }
 static inline int sbx_exec_start(struct sbx_runtime *rt, const char *id,
                                  const struct sbx_exec_spec *s, struct sbx_exec **ret)

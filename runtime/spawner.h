@@ -11,6 +11,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -21,6 +22,7 @@ struct rt_spawner_cfg {
     const char *prefix;
     uint32_t uid_base;
     uint64_t tmp_size;
+    bool cgroup_view;           /* rt_local_config.cgroup_view */
     unsigned cg_avail;
     int memsw;
     int init_fd;                /* O_PATH|O_CLOEXEC of sandboxd-init */

@@ -5,12 +5,16 @@
 #   2. builds build/ (plain) and build-asan/ (AddressSanitizer + UndefinedBehaviorSanitizer);
 #   3. runs `meson test` in each (unit + runtime suites, TAP);
 #   4. starts (or reuses) a private test Postgres (.state/pg-test, port 55433; never the one
-#      scripts/run.sh uses) and runs the pytest API suite once against each daemon binary;
+#      scripts/run.sh uses) and runs the pytest API suite once against each daemon binary, and
+#      tests/api once more per SBX_K8S_FLAVORS with the Kubernetes runtime (through the
+#      Kubernetes API emulator, SANDBOXD_TEST_RUNTIME=k8s);
 #   5. prints one closing line "N passed, N failed[, N skipped]" adding up every run
 #      (tests/run-summary.py) and exits non-zero when anything failed.
 #
 # Works unattended (CI=true, no stdin). Environment knobs:
 #   SBX_TEST_FLAVORS   "plain asan" (default) — which builds to test
+#   SBX_K8S_FLAVORS    "plain asan" (default) — which of those also run tests/api on the
+#                      Kubernetes runtime ("" = none)
 #   SBX_PYTEST_ARGS    extra pytest arguments (e.g. "-k register -x")
 #   SBX_SKIP_MESON=1   skip the meson (C) suites; SBX_SKIP_API=1 skip the pytest suites
 #   SBX_SKIP_PACKAGING=1   skip tests/packaging (Containerfile, Helm chart, manifests/)
@@ -171,6 +175,34 @@ if [[ ${SBX_SKIP_API:-0} != 1 ]]; then
             esac
             sbx_log "[$(elapsed)] pytest $fl $suite done (exit $rc)"
         done
+    done
+fi
+
+# --- pytest tests/api on the Kubernetes runtime (SANDBOXD_TEST_RUNTIME=k8s: the harness starts
+# the Kubernetes API emulator once and puts every daemon on it; the emulator runs the pods as
+# local sandboxes with the plain build's rtctl) ---------------------------------------------
+k8s_flavors=${SBX_K8S_FLAVORS-plain asan}
+if [[ ${SBX_SKIP_API:-0} != 1 && -d tests/api && -d tests/kube-emulator ]] && ((${pg_ok:-0})); then
+    for fl in $k8s_flavors; do
+        [[ -n ${built[$fl]:-} ]] || continue
+        dir=$(builddir "$fl")
+        rtctl=$SBX_ROOT/build/runtime/rtctl
+        [[ -x $rtctl ]] || rtctl=$SBX_ROOT/$dir/runtime/rtctl
+        xml=$results/pytest-$fl-api-k8s.xml
+        sbx_log "pytest tests/api against $SBX_ROOT/$dir/controller/sandboxd on the Kubernetes runtime"
+        SANDBOXD_TEST_RUNTIME=k8s KUBE_EMULATOR_RTCTL=$rtctl \
+            SANDBOXD_BIN=$SBX_ROOT/$dir/controller/sandboxd SANDBOXD_TEST_FLAVOR=$fl \
+            PYTHONDONTWRITEBYTECODE=1 \
+            timeout --kill-after=30 1500 \
+            /usr/bin/python3 -m pytest tests/api -p no:cacheprovider -rfEs \
+            -o junit_family=xunit2 --junitxml="$xml" "${timeout_args[@]}" "${extra[@]}"
+        rc=$?
+        case $rc in
+            0) ;;
+            5) sbx_log "pytest collected no tests ($fl, api-k8s)"; rm -f "$xml" ;;
+            *) [[ -s $xml ]] || failed_steps+=("pytest-$fl-api-k8s (exit $rc)") ;;
+        esac
+        sbx_log "[$(elapsed)] pytest $fl api-k8s done (exit $rc)"
     done
 fi
 

@@ -13,6 +13,16 @@ Per session:
     answer 200 within 30 s; at the end it gets SIGTERM and must exit 0 within 10 s, and its
     stderr must hold no sanitizer report.
 
+Runtime: $SANDBOXD_TEST_RUNTIME selects the sandbox runtime of every daemon the suite starts:
+  * `local` (default): the local runtime (runtime/);
+  * `k8s`: the Kubernetes runtime (k8s/k8s-runtime.c) through the Kubernetes API emulator
+    (tests/kube-emulator), started once per session ($KUBE_EMULATOR_RTCTL, else
+    build/runtime/rtctl). Each daemon gets a namespace of its own named after its state dir
+    (sandboxes of a daemon restarted on the same state dir are adopted, other daemons' are
+    left alone — as the local runtime's cgroup prefix does). Every test runs in both modes
+    with the same expectations; where a test looks at the host (cgroups, processes,
+    workspaces), sandboxhelpers.py looks at the emulator's local sandbox behind the pod.
+
 Helpers for tests live in apihelpers.py (auth(), unique names, envelope checks).
 """
 import ctypes
@@ -38,6 +48,10 @@ REPO = Path(__file__).resolve().parents[2]
 PG_SH = REPO / "scripts" / "pg.sh"
 READY_TIMEOUT = float(os.environ.get("SANDBOXD_TEST_READY_TIMEOUT", "30"))
 STOP_TIMEOUT = 10.0
+RUNTIME = os.environ.get("SANDBOXD_TEST_RUNTIME", "local")
+if RUNTIME not in ("local", "k8s"):
+    raise RuntimeError(f"SANDBOXD_TEST_RUNTIME={RUNTIME!r}: expected local or k8s")
+K8S_IMAGE = "sandbox:test"
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "WARNING: ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
 
@@ -107,6 +121,100 @@ class Postgres:
 
 
 # ---------------------------------------------------------------------------------------------
+# The Kubernetes runtime (SANDBOXD_TEST_RUNTIME=k8s): one emulator per session
+# ---------------------------------------------------------------------------------------------
+
+_KUBE = None  # the session's tests/kube-emulator Emulator (k8s mode), set by kube_runtime
+
+
+def _emulator_fixture_module():
+    import importlib.util
+    path = REPO / "tests" / "kube-emulator" / "fixture.py"
+    spec = importlib.util.spec_from_file_location("sbx_kube_emulator_fixture", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def k8s_namespace(state_dir):
+    """The namespace of a daemon's sandbox pods: named after its state dir, as the local
+    runtime's cgroup prefix is (sandboxhelpers.cgroup_prefix)."""
+    return "sbx-" + hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:10]
+
+
+def kube_request(method, path, body=None):
+    """One request to the emulator's plain-HTTP API; (status, parsed JSON body or {})."""
+    import urllib.error
+    import urllib.request
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(_KUBE.http + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else {}
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw) if raw else {}
+        except ValueError:
+            return e.code, {}
+
+
+def k8s_daemon_env(state_dir):
+    """The settings that put a daemon on the emulator, in a namespace of its own (created)."""
+    if _KUBE is None:
+        raise RuntimeError("SANDBOXD_TEST_RUNTIME=k8s but the kube emulator is not running")
+    ns = k8s_namespace(state_dir)
+    st, body = kube_request("POST", "/api/v1/namespaces",
+                            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    if st not in (201, 409):
+        raise RuntimeError(f"namespace {ns}: {st} {body}")
+    return {
+        "SANDBOXD_RUNTIME_KIND": "k8s",
+        "SANDBOXD_K8S_KUBECONFIG": _KUBE.kubeconfig_https,
+        "SANDBOXD_K8S_NAMESPACE": ns,
+        "SANDBOXD_K8S_IMAGE": K8S_IMAGE,
+    }
+
+
+def k8s_pods(state_dir):
+    """The sandbox pods of a daemon's namespace (list of pod objects)."""
+    ns = k8s_namespace(state_dir)
+    st, body = kube_request("GET", f"/api/v1/namespaces/{ns}/pods?labelSelector=app%3Dsandboxd")
+    return body.get("items", []) if st == 200 else []
+
+
+_K8S_HOST = {}  # (namespace, sandbox id) → the emulator's sandbox name (rtctl), once seen
+
+
+def k8s_host_sandboxes(state_dir):
+    """{sandbox id: the emulator's local sandbox name} for every pod of a daemon's namespace
+    seen so far (remembered after the pod is gone, so that leftovers can still be looked for)."""
+    ns = k8s_namespace(state_dir)
+    st, state = kube_request("GET", "/_emulator/state")
+    pods = state.get("pods", {}) if st == 200 else {}
+    for p in k8s_pods(state_dir):
+        md = p["metadata"]
+        sid = (md.get("annotations") or {}).get("sandboxd.io/sandbox-id")
+        emu = pods.get(f"{ns}/{md['name']}")
+        if sid and emu:
+            _K8S_HOST[(ns, sid)] = emu["sandbox"]
+    return {sid: name for (n, sid), name in _K8S_HOST.items() if n == ns}
+
+
+def k8s_reap(state_dir):
+    """Deletes every sandbox pod a daemon left (the emulator destroys their sandboxes)."""
+    ns = k8s_namespace(state_dir)
+    for p in k8s_pods(state_dir):
+        kube_request("DELETE", f"/api/v1/namespaces/{ns}/pods/{p['metadata']['name']}"
+                               "?gracePeriodSeconds=0")
+    deadline = time.monotonic() + 30
+    while k8s_pods(state_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------------------------------
 # The daemon
 # ---------------------------------------------------------------------------------------------
 
@@ -167,6 +275,8 @@ class Daemon:
                 "SANDBOXD_LOG_LEVEL": os.environ.get("SANDBOXD_TEST_LOG_LEVEL", "debug"),
                 "SANDBOXD_WORKERS": os.environ.get("SANDBOXD_TEST_WORKERS", "4"),
             })
+            if RUNTIME == "k8s" and "SANDBOXD_RUNTIME_KIND" not in self.extra_env:
+                env.update(k8s_daemon_env(self.state_dir))
             env.update(self.extra_env)
             with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
                 self.proc = subprocess.Popen([str(binary)], cwd=str(self.workdir), env=env,
@@ -353,6 +463,30 @@ def pg():
     if os.environ.get("SANDBOXD_TEST_KEEP_DB") != "1":
         p.reset()
     return p
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kube_runtime(tmp_path_factory):
+    """k8s mode: the session's Kubernetes API emulator (before any daemon, stopped after every
+    daemon and its pods). None in local mode."""
+    global _KUBE
+    if RUNTIME != "k8s":
+        yield None
+        return
+    fx = _emulator_fixture_module()
+    why = fx.emulator_prereqs()
+    if why:
+        raise RuntimeError(f"SANDBOXD_TEST_RUNTIME=k8s: {why}")
+    _KUBE = fx.Emulator(str(tmp_path_factory.mktemp("kube-emulator")), fx.rtctl_path())
+    try:
+        yield _KUBE
+    finally:
+        for d in _DAEMONS:
+            d.kill()
+        for d in _DAEMONS:
+            k8s_reap(d.state_dir)
+        _KUBE.stop()
+        _KUBE = None
 
 
 @pytest.fixture(scope="session")
@@ -581,5 +715,6 @@ def pytest_sessionfinish(session, exitstatus):
     # neither the daemons nor the sandboxes they leave running.
     for d in _DAEMONS:
         d.kill()
-    for d in _DAEMONS:
-        reap_sandboxes(d.state_dir)
+    if RUNTIME == "local":  # k8s mode: kube_runtime deleted the pods and stopped the emulator
+        for d in _DAEMONS:
+            reap_sandboxes(d.state_dir)

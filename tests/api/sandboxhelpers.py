@@ -220,6 +220,10 @@ def make_key(api, owner_key, scopes, name=None):
 # ---------------------------------------------------------------------------------------------
 # Host view: cgroups and processes of one daemon's sandboxes
 # ---------------------------------------------------------------------------------------------
+# Local runtime: the daemon's own cgroups and state dir. Kubernetes runtime (tests run with
+# SANDBOXD_TEST_RUNTIME=k8s): the node's view — each pod of the daemon's namespace is a local
+# sandbox of the kube emulator (its rtctl state dir and cgroup prefix), found through the
+# emulator's state (conftest.k8s_host_sandboxes).
 
 def cgroup_prefix(state_dir, base="sandboxd"):
     """The daemon qualifies runtime.cgroup_prefix with 8 hex of sha256(absolute state dir)."""
@@ -227,8 +231,36 @@ def cgroup_prefix(state_dir, base="sandboxd"):
     return f"{base}-{h}"
 
 
+def _host_sandboxes(state_dir):
+    """(cgroup prefix, rtctl state dir, {sandbox id: host name}) of a daemon's sandboxes."""
+    c = _conftest()
+    if c.RUNTIME == "k8s":
+        return c._KUBE.cgroup_prefix, Path(c._KUBE.state_dir), c.k8s_host_sandboxes(state_dir)
+    prefix = cgroup_prefix(state_dir)
+    root = Path("/sys/fs/cgroup/pids") / prefix
+    names = [d.name for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+    return prefix, Path(state_dir), {n: n for n in names}
+
+
 def cgroup_dir(state_dir, sid, ctrl="pids"):
-    return Path("/sys/fs/cgroup") / ctrl / cgroup_prefix(state_dir) / sid
+    prefix, _, names = _host_sandboxes(state_dir)
+    return Path("/sys/fs/cgroup") / ctrl / prefix / names.get(sid, sid)
+
+
+def leftover_cgroup_dirs(state_dir, ctrl="pids"):
+    """The cgroup directories of a daemon's sandboxes that still exist."""
+    prefix, _, names = _host_sandboxes(state_dir)
+    return [d for d in (Path("/sys/fs/cgroup") / ctrl / prefix / n for n in names.values())
+            if d.is_dir()]
+
+
+def leftover_workspaces(state_dir):
+    """The workspace directories of a daemon's sandboxes that still exist."""
+    _, rt_state, names = _host_sandboxes(state_dir)
+    ws = rt_state / "sandboxes"
+    if _conftest().RUNTIME == "k8s":
+        return [ws / n for n in names.values() if (ws / n).exists()]
+    return list(ws.iterdir()) if ws.is_dir() else []
 
 
 def cgroup_pids(state_dir, sid, ctrl="pids"):
@@ -241,19 +273,18 @@ def cgroup_pids(state_dir, sid, ctrl="pids"):
 
 
 def all_prefix_pids(state_dir, ctrl="pids"):
-    """Pids in every sandbox cgroup of a daemon (by its state dir)."""
-    root = Path("/sys/fs/cgroup") / ctrl / cgroup_prefix(state_dir)
+    """Pids in every sandbox cgroup of a daemon (by its state dir): {sandbox id: pids}."""
+    prefix, _, names = _host_sandboxes(state_dir)
     out = {}
-    if not root.is_dir():
-        return out
-    for d in root.iterdir():
-        if d.is_dir():
-            try:
-                pids = [int(x) for x in (d / "cgroup.procs").read_text().split()]
-            except OSError:
-                continue
-            if pids:
-                out[d.name] = pids
+    for sid, name in names.items():
+        try:
+            pids = [int(x) for x in
+                    (Path("/sys/fs/cgroup") / ctrl / prefix / name / "cgroup.procs").read_text()
+                    .split()]
+        except OSError:
+            continue
+        if pids:
+            out[sid] = pids
     return out
 
 
@@ -338,10 +369,14 @@ class PrivateDaemon:
         return all_prefix_pids(self.state_dir)
 
     def shutdown(self):
-        """SIGTERM (must exit 0), then kill whatever sandbox processes are left."""
+        """SIGTERM (must exit 0), then end whatever sandboxes are left (they outlive their
+        daemon by design): kill their processes; k8s mode: delete their pods."""
+        c = _conftest()
         rc = None
         if self.d.alive():
             rc = self.d.stop()
+        if c.RUNTIME == "k8s":
+            c.k8s_reap(self.state_dir)
         for pids in all_prefix_pids(self.state_dir).values():
             kill_pids(pids)
         if self.api:

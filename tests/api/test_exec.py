@@ -71,6 +71,19 @@ def test_working_dir(api, sbx):
         assert_error(run(api, org.key, sid, command="pwd", working_dir=bad), 400, "invalid_path")
 
 
+def test_long_command_and_env(api, sbx):
+    """A command and an environment of tens of KB, with quotes and shell syntax in the values,
+    run exactly as given (the Kubernetes runtime sends them through stdin: its request path
+    holds only 2 KB)."""
+    org, sid = sbx
+    tricky = "it's \"quoted\" $HOME `id` \\ ;|&\n" + "é" * 5000
+    b = ok(api, org.key, sid, command=f"printf %s {'x' * 20000} | wc -c; printf %s \"$BIG\" | wc -c",
+           env={"BIG": "y" * 30000, "TRICKY": tricky})
+    assert b["stdout"].split() == ["20000", "30000"], b
+    b = ok(api, org.key, sid, command=["printenv", "TRICKY"], env={"TRICKY": tricky})
+    assert b["stdout"] == tricky + "\n", b
+
+
 def test_stdin(api, sbx):
     org, sid = sbx
     data = "héllo\nworld\n" * 1000

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sandboxhelpers import (PrivateDaemon, SandboxClient, all_prefix_pids, cgroup_prefix,
-                            wait_until)
+from sandboxhelpers import (PrivateDaemon, SandboxClient, all_prefix_pids, leftover_cgroup_dirs,
+                            leftover_workspaces, wait_until)
 from sandboxhelpers import aux_pg  # noqa: F401 (fixture)
 
 N_SANDBOXES = 50
@@ -84,12 +84,9 @@ def test_50_sandboxes_200_execs(big_daemon, aux_pg):
         assert c.list({"limit": 200}).json()["sandboxes"] == []
         left = wait_until(lambda: not all_prefix_pids(pd.state_dir), 15)
         assert left, f"sandbox processes remain: {all_prefix_pids(pd.state_dir)}"
-        root = f"/sys/fs/cgroup/pids/{cgroup_prefix(pd.state_dir)}"
-        import os
-        remaining = [d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))] \
-            if os.path.isdir(root) else []
-        assert remaining == [], f"cgroup dirs left under {root}: {remaining}"
-        ws = pd.state_dir / "sandboxes"
-        assert not ws.exists() or not any(ws.iterdir()), list(ws.iterdir())
+        assert wait_until(lambda: not leftover_cgroup_dirs(pd.state_dir), 15), \
+            f"cgroup dirs left: {leftover_cgroup_dirs(pd.state_dir)}"
+        assert wait_until(lambda: not leftover_workspaces(pd.state_dir), 15), \
+            leftover_workspaces(pd.state_dir)
     finally:
         c.cleanup()

@@ -304,20 +304,21 @@ class Sandboxes:
         self.plock = threading.Lock()
 
     def base(self):
-        return [self.rtctl, "-d", self.state_dir, "-p", self.prefix]
+        # -C: the pods see their own cgroups at /sys/fs/cgroup, as containers do
+        return [self.rtctl, "-C", "-d", self.state_dir, "-p", self.prefix]
 
     def new_id(self):
         with self.lock:
             self.n += 1
             return "k%d" % self.n
 
-    def create(self, sid):
+    def create(self, sid, mem_mb=512, cpu_milli=1000):
         with self.lock:
             self.created.add(sid)
         # not a pipe: the spawner rtctl forks stays alive (parent of the sandbox init) and
         # would hold a pipe open
         with tempfile.TemporaryFile() as out:
-            r = subprocess.run(self.base() + ["create", sid, "512", "1000", "512"],
+            r = subprocess.run(self.base() + ["create", sid, str(mem_mb), str(cpu_milli), "512"],
                                stdin=subprocess.DEVNULL, stdout=out, stderr=out)
             out.seek(0)
             msg = out.read().decode(errors="replace").strip()
@@ -331,9 +332,15 @@ class Sandboxes:
             self.created.discard(sid)
 
     def spawn(self, sid, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-              stderr=subprocess.PIPE):
-        p = subprocess.Popen(self.base() + ["exec-stdio", sid] + list(argv),
-                             stdin=stdin, stdout=stdout, stderr=stderr, bufsize=0)
+              stderr=subprocess.PIPE, resize_fd=None):
+        """`rtctl exec-stdio`; with resize_fd (the read end of a pipe taking "ROWS COLS" lines)
+        `rtctl exec-tty` instead: one pty for stdin and the merged output."""
+        if resize_fd is None:
+            cmd, fds = ["exec-stdio", sid], ()
+        else:
+            cmd, fds = ["exec-tty", sid, "0", "0", str(resize_fd)], (resize_fd,)
+        p = subprocess.Popen(self.base() + cmd + list(argv), stdin=stdin, stdout=stdout,
+                             stderr=stderr, bufsize=0, pass_fds=fds)
         with self.plock:
             self.procs.add(p)
         return p
@@ -363,6 +370,28 @@ class Sandboxes:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                stdin=subprocess.DEVNULL)
         remove_cgroup_prefix(self.prefix)
+
+
+QUANTITY_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+QUANTITY_MULT = {None: 1, "m": 0.001, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                 "P": 10**15, "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40,
+                 "Pi": 2**50, "Ei": 2**60}
+
+
+def parse_quantity(q):
+    """A resource.Quantity ("64Mi", "500m", "1.5", "67108864") as a number; None if invalid."""
+    m = QUANTITY_RE.match(str(q).strip())
+    return float(m.group(1)) * QUANTITY_MULT[m.group(2)] if m else None
+
+
+def container_limits(pod):
+    """The kubelet's view of containers[0].resources.limits: (memory MiB, CPU millicores), the
+    node defaults (512 MiB, 1 CPU) where a limit is absent. The sandbox enforces both."""
+    lim = (pod["spec"]["containers"][0].get("resources") or {}).get("limits") or {}
+    mem, cpu = parse_quantity(lim.get("memory", "")), parse_quantity(lim.get("cpu", ""))
+    mem_mb = max(1, -(-int(mem) // 2**20)) if mem else 512
+    cpu_milli = max(1, int(round(cpu * 1000))) if cpu else 1000
+    return mem_mb, cpu_milli
 
 
 def remove_cgroup_prefix(prefix):
@@ -626,7 +655,7 @@ class PodRuntime:
         if not self._pull(pod):
             return
         try:
-            self.emu.sb.create(self.sid)
+            self.emu.sb.create(self.sid, *container_limits(pod))
         except Exception as e:  # pragma: no cover - reported in the pod status
             def failed(p):
                 p["status"]["phase"] = "Failed"
@@ -1922,14 +1951,39 @@ class ExecSession:
         self.h, self.pr, self.cmd, self.proto = h, pr, cmd, proto
         self.want_in, self.want_out, self.want_err, self.tty = stdin, stdout, stderr, tty
         self.ws = WebSocket(h.rfile, h.connection)
+        self.rlock = threading.Lock()
+        self.resize_w = None   # tty: write end of rtctl exec-tty's resize pipe
 
     def send_ch(self, ch, data):
         self.ws.send(2, bytes([ch]) + data)
 
+    def resize(self, data):
+        """Channel 4: {"Width":W,"Height":H} → "H W" for rtctl exec-tty (tty only)."""
+        try:
+            size = json.loads(data)
+            w, h = int(size["Width"]), int(size["Height"])
+        except (ValueError, KeyError, TypeError):
+            return
+        with self.rlock:
+            if self.resize_w is None or not (0 < w < 10000 and 0 < h < 10000):
+                return
+            try:
+                os.write(self.resize_w, b"%d %d\n" % (h, w))
+            except OSError:
+                pass
+
     def run(self):
         emu = self.h.emu
-        log("exec %s %s proto=%s stdin=%s" % (self.pr.sid, self.cmd, self.proto, self.want_in))
-        proc = emu.sb.spawn(self.pr.sid, self.cmd)
+        log("exec %s %s proto=%s stdin=%s tty=%s" % (self.pr.sid, self.cmd, self.proto,
+                                                    self.want_in, self.tty))
+        resize_r = None
+        if self.tty:  # a real pty; channel 4 resizes it
+            resize_r, self.resize_w = os.pipe()
+        try:
+            proc = emu.sb.spawn(self.pr.sid, self.cmd, resize_fd=resize_r)
+        finally:
+            if resize_r is not None:
+                os.close(resize_r)
         with emu.elock:
             emu.execs.add(proc)
         if not self.want_in:
@@ -1970,7 +2024,9 @@ class ExecSession:
                                 proc.stdin.write(data[1:])
                             except (BrokenPipeError, OSError, ValueError):
                                 pass
-                        # ch 4 (resize) and unknown channels: ignored (no tty support)
+                        if ch == 4:
+                            self.resize(data[1:])
+                        # unknown channels (and resize without tty): ignored
             except (WsClosed, OSError, ValueError):
                 client_gone.set()
             finally:
@@ -2009,6 +2065,10 @@ class ExecSession:
         rc = proc.wait()
         t1.join()
         t2.join()
+        with self.rlock:
+            if self.resize_w is not None:
+                os.close(self.resize_w)
+                self.resize_w = None
         emu.sb.reap(proc)
         with emu.elock:
             emu.execs.discard(proc)
