@@ -4,6 +4,7 @@ unavailable template."""
 import pytest
 
 from apihelpers import assert_error
+from conftest import RUNTIME
 from sandboxhelpers import PrivateDaemon, SandboxClient
 from sandboxhelpers import aux_pg, sandboxes, traversable_state  # noqa: F401 (fixtures)
 
@@ -75,13 +76,20 @@ def test_templates_file(aux_pg, tmp_path_factory):
         ts = {t["name"]: t for t in pd.api.get("templates", key=key).json()["templates"]}
         assert set(ts) == {"tiny", "ghost"}
         assert ts["tiny"]["cpus"] == "0.25" and ts["tiny"]["timeout_seconds"] == 90
-        assert ts["ghost"]["available"] is False and ts["ghost"]["unavailable_reason"]
+        if RUNTIME == "local":
+            assert ts["ghost"]["available"] is False and ts["ghost"]["unavailable_reason"]
+        else:
+            # by design (controller/templates.c): `requires` names a file of the daemon's host,
+            # which only local sandboxes see; pods run k8s.image, which the controller cannot
+            # inspect, so every template is available on the Kubernetes runtime
+            assert ts["ghost"]["available"] is True, ts["ghost"]
         c = SandboxClient(pd.api, key, state_dir=pd.state_dir)
         sb = c.create({"template": "tiny"})
         assert sb["cpus"] == "0.25" and sb["memory"] == "64Mi" and sb["timeout_seconds"] == 90
         assert c.execute(sb["sandbox_id"], "echo $GREETING")["stdout"] == "hello\n"
-        assert_error(pd.api.post("sandbox/create", key=key, json={"template": "ghost"}), 422,
-                     "template_unavailable")
+        if RUNTIME == "local":
+            assert_error(pd.api.post("sandbox/create", key=key, json={"template": "ghost"}),
+                         422, "template_unavailable")
         assert_error(pd.api.post("sandbox/create", key=key, json={"template": "base"}), 400,
                      "unknown_template")
         c.cleanup()
