@@ -42,7 +42,8 @@
 #define CREATE_POST_ATTEMPTS 6
 #define DELETE_TIMEOUT_S 60
 #define FILE_MAX (8ULL << 30)
-#define DONE_MAX 128
+#define DONE_MAX 128  /* finished execs remembered per pod (their files are removed later) */
+#define DONE_FLUSH 16 /* removed by the next exec's script once this many have finished */
 
 struct pod {
     char id[SBX_ID_MAX + 1];
@@ -458,9 +459,11 @@ static const char BOOT[] =
     "IFS= read -r n || exit 126; s=$(head -c \"$n\") || exit 126; eval \"$s\"";
 #define SCRIPT_MAX (1u << 20)
 /* The container's OOM-kill counter: cgroup v2, else the v1 memory controller. */
-#define OOM_COUNT \
-    "sed -n 's/^oom_kill //p' /sys/fs/cgroup/memory.events " \
-    "/sys/fs/cgroup/memory/memory.oom_control 2>/dev/null"
+/* $o = the container's OOM-kill counter (cgroup v2, else the v1 memory controller), "" when
+ * neither is readable; shell builtins only (every exec runs it). */
+#define OOM_READ \
+    "o=; for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do " \
+    "[ -r $f ] && while read -r k v; do [ \"$k\" = oom_kill ] && o=$v; done < $f; done; "
 #define EXEC_DIR "/tmp/.sbx-exec"
 
 static const struct sbx_runtime_ops k8s_ops;
@@ -496,7 +499,7 @@ static int exec_script(struct sbx_buf *b, const char *token, const struct sbx_ex
                        const char *cwd, struct pod *p)
 {
     int r = 0;
-    if (p->n_done) {
+    if (p->n_done >= DONE_FLUSH) {
         r = sbx_buf_puts(b, "rm -f --");
         for (unsigned i = 0; r == 0 && i < p->n_done; i++)
             r = sbx_buf_printf(b, " " EXEC_DIR "/%s", p->done[i]);
@@ -507,7 +510,7 @@ static int exec_script(struct sbx_buf *b, const char *token, const struct sbx_ex
     char *const *denv = p->env;
     if (r == 0)
         r = sbx_buf_printf(b, "[ -d " EXEC_DIR " ] || mkdir -p " EXEC_DIR " 2>/dev/null; "
-                           "echo \"$$ $(" OOM_COUNT ")\" > " EXEC_DIR "/%s; ", token);
+                           OOM_READ "echo \"$$ $o\" > " EXEC_DIR "/%s; ", token);
     if (r == 0 && spec->tty)
         r = sbx_buf_printf(b, "stty rows %u cols %u 2>/dev/null; ", spec->rows ? spec->rows : 24,
                            spec->cols ? spec->cols : 80);
@@ -569,7 +572,7 @@ static bool oom_since_start(struct kexec *x)
     const char *argv[] = {
         "sh", "-c",
         "f=" EXEC_DIR "/$1; { read p b < \"$f\"; } 2>/dev/null; rm -f -- \"$f\"; "
-        "a=$(" OOM_COUNT "); [ -n \"$b\" ] && [ -n \"$a\" ] && [ \"$a\" -gt \"$b\" ]",
+        OOM_READ "[ -n \"$b\" ] && [ -n \"$o\" ] && [ \"$o\" -gt \"$b\" ]",
         "sbx", x->token, NULL,
     };
     struct sbx_runtime tmp = { .ops = &k8s_ops, .priv = x->k };
@@ -1245,7 +1248,7 @@ static int k_stats(struct sbx_runtime *rt, const char *id, struct sbx_sandbox_st
         "p=$(cat $c/memory.peak); n=$(cat $c/pids.current); "
         "else u=$(cat $c/cpuacct/cpuacct.usage); u=$(( ${u:-0} / 1000 )); "
         "m=$(cat $c/memory/memory.usage_in_bytes); p=$(cat $c/memory/memory.max_usage_in_bytes); "
-        "n=$(cat $c/pids/pids.current); fi 2>/dev/null; o=$(" OOM_COUNT "); "
+        "n=$(cat $c/pids/pids.current); fi 2>/dev/null; " OOM_READ
         "echo \"${u:-0} ${m:-0} ${p:-0} ${n:-0} ${o:-0}\"";
     struct sbx_exec_output out;
     int r = run_script(rt, id, script, NULL, NULL, 0, 4096, &out);
