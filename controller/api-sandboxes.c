@@ -439,9 +439,11 @@ API_HANDLER(api_sandbox_create)
                  1, (const char *[]){ id }, &row);
     if (r <= 0) {
         /* Ended while starting (deleted or reaped): report what it is now. */
-        if (r == 0)
+        if (r == 0) {
+            PQclear(TAKE_PTR(row)); /* the UPDATE's empty result */
             r = db_query(ctx->db, "SELECT " SANDBOX_COLUMNS " FROM sandboxes WHERE id = $1", 1,
                          (const char *[]){ id }, &row);
+        }
         if (r <= 0)
             return db_failed(resp, r < 0 ? r : -EIO);
     } else if ((r = events_emit(ctx->db, req->who.org_id, id, "sandbox.ready", ev_data)) < 0) {
