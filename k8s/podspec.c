@@ -56,20 +56,27 @@ int k8s_pod_name(const char *sandbox_id, char out[K8S_POD_NAME_MAX])
     return 0;
 }
 
-bool k8s_label_value_ok(const char *v)
+/* 1..max of [a-z0-9.-] (label_charset: also [A-Z_]), alphanumeric at both ends. */
+static bool name_token_ok(const char *s, size_t max, bool label_charset)
 {
-    size_t n = strlen(v);
-    if (n == 0 || n > 63)
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
         return false;
     for (size_t i = 0; i < n; i++) {
-        char c = v[i];
-        bool an = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-        if (!an && c != '_' && c != '-' && c != '.')
+        char c = s[i];
+        bool an = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  (label_charset && c >= 'A' && c <= 'Z');
+        if (!an && c != '-' && c != '.' && !(label_charset && c == '_'))
             return false;
         if (!an && (i == 0 || i == n - 1))
             return false;
     }
     return true;
+}
+
+bool k8s_label_value_ok(const char *v)
+{
+    return name_token_ok(v, 63, true);
 }
 
 int k8s_placement_apply(const struct sbx_placement *pl, struct k8s_pod_opts *o,
@@ -96,18 +103,7 @@ int k8s_placement_apply(const struct sbx_placement *pl, struct k8s_pod_opts *o,
 
 bool k8s_dns_subdomain_ok(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > 253)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool an = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!an && c != '-' && c != '.')
-            return false;
-        if (!an && (i == 0 || i == n - 1))
-            return false;
-    }
-    return true;
+    return name_token_ok(s, 253, false);
 }
 
 bool k8s_label_key_ok(const char *k)
