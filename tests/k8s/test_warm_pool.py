@@ -11,12 +11,10 @@ that namespace afterwards. Needs root, the emulator's rtctl ($KUBE_EMULATOR_RTCT
         /usr/bin/python3 -m pytest tests/k8s/test_warm_pool.py
 """
 import base64
-import importlib.util
 import json
 import os
 import re
 import signal
-import sys
 import threading
 import time
 import urllib.error
@@ -28,33 +26,13 @@ from pathlib import Path
 import pytest
 import requests
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-API_DIR = REPO / "tests" / "api"
 NS = "sbx-warm"
 POOL_LABEL = "sandboxd.io/warm-pool"
 LEASE_S, RENEW_S = 4, 1
 
 
-def _load_api_harness():
-    sys.path.insert(0, str(API_DIR))  # its own `from apihelpers import ...`
-    spec = importlib.util.spec_from_file_location("sbx_api_harness_warm", API_DIR / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-H = _load_api_harness()
+from test_runtime_k8s import H, wait_until  # noqa: E402  (the API harness, loaded once)
 from apihelpers import auth, unique_email, unique_name  # noqa: E402
-
-
-def wait_until(pred, timeout, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() >= deadline:
-            return v
-        time.sleep(interval)
 
 
 # ---- the emulator's side (its plain-HTTP port: not counted with the daemon's TLS requests) ----
